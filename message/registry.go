@@ -1,0 +1,159 @@
+package message
+
+import (
+	"fmt"
+	"reflect"
+	"sort"
+	"sync"
+)
+
+// Registry maps versioned type names to Go struct types and back. Every
+// payload that crosses a boundary has a registered type; there are no
+// untyped payloads. A Registry is safe for concurrent use; it hangs off an
+// engine value, never a global.
+type Registry struct {
+	codec  Codec
+	mu     sync.RWMutex
+	byName map[string]reflect.Type
+	byType map[reflect.Type]string
+}
+
+// NewRegistry returns an empty registry using codec (JSON when nil).
+func NewRegistry(codec Codec) *Registry {
+	if codec == nil {
+		codec = JSON{}
+	}
+	return &Registry{
+		codec:  codec,
+		byName: make(map[string]reflect.Type),
+		byType: make(map[reflect.Type]string),
+	}
+}
+
+// Codec returns the registry's payload codec.
+func (r *Registry) Codec() Codec { return r.codec }
+
+// Register maps typeName (for example "inventory.ReserveStock.v1") to T,
+// which must be a struct type. Registering the same pair twice is a no-op;
+// registering a name or a type twice with a different partner is an error.
+func Register[T any](r *Registry, typeName string) error {
+	return r.RegisterType(typeName, reflect.TypeFor[T]())
+}
+
+// MustRegister is Register that panics on error, for registration code that
+// runs once at startup where a conflict is a programming error.
+func MustRegister[T any](r *Registry, typeName string) {
+	if err := Register[T](r, typeName); err != nil {
+		panic(err)
+	}
+}
+
+// RegisterType is the non-generic form of Register.
+func (r *Registry) RegisterType(typeName string, t reflect.Type) error {
+	if _, _, err := ParseType(typeName); err != nil {
+		return err
+	}
+	if t == nil || t.Kind() != reflect.Struct {
+		return fmt.Errorf("register %q: %v is not a struct type", typeName, t)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if have, ok := r.byName[typeName]; ok {
+		if have == t {
+			return nil
+		}
+		return fmt.Errorf("register %q: already registered to %v, not %v", typeName, have, t)
+	}
+	if have, ok := r.byType[t]; ok {
+		return fmt.Errorf("register %q: %v is already registered as %q", typeName, t, have)
+	}
+	r.byName[typeName] = t
+	r.byType[t] = typeName
+	return nil
+}
+
+// Names returns the registered type names, sorted.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	names := make([]string, 0, len(r.byName))
+	for n := range r.byName {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Known reports whether typeName is registered.
+func (r *Registry) Known(typeName string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	_, ok := r.byName[typeName]
+	return ok
+}
+
+// TypeNameOf returns the type name v's type (a struct or a pointer to one)
+// is registered under.
+func (r *Registry) TypeNameOf(v any) (string, error) {
+	t := reflect.TypeOf(v)
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	r.mu.RLock()
+	name, ok := r.byType[t]
+	r.mu.RUnlock()
+	if !ok {
+		return "", fmt.Errorf("%w: Go type %v is not registered", ErrUnknownType, t)
+	}
+	return name, nil
+}
+
+// Encode returns v's registered type name and its encoded payload.
+func (r *Registry) Encode(v any) (typeName string, payload []byte, err error) {
+	typeName, err = r.TypeNameOf(v)
+	if err != nil {
+		return "", nil, err
+	}
+	payload, err = r.codec.Marshal(v)
+	if err != nil {
+		return "", nil, fmt.Errorf("encode %q: %w", typeName, err)
+	}
+	return typeName, payload, nil
+}
+
+// Decode decodes payload as the type registered under typeName and returns
+// a pointer to a new value of that type. An unknown name wraps
+// ErrUnknownType; bytes that do not decode wrap ErrMalformed; both errors
+// name the type.
+func (r *Registry) Decode(typeName string, payload []byte) (any, error) {
+	r.mu.RLock()
+	t, ok := r.byName[typeName]
+	r.mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: %q is not registered", ErrUnknownType, typeName)
+	}
+	v := reflect.New(t).Interface()
+	if err := r.codec.Unmarshal(payload, v); err != nil {
+		return nil, fmt.Errorf("%w: payload of %q: %w", ErrMalformed, typeName, err)
+	}
+	return v, nil
+}
+
+// DecodeEnvelope decodes e's payload by e.Type; see Decode.
+func (r *Registry) DecodeEnvelope(e Envelope) (any, error) {
+	v, err := r.Decode(e.Type, e.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("message %q: %w", e.ID, err)
+	}
+	return v, nil
+}
+
+// New builds an envelope of kind k around payload v, with a fresh ID, the
+// registered type name, key and occurred-at time set.
+func (r *Registry) New(k Kind, key string, v any) (Envelope, error) {
+	typeName, payload, err := r.Encode(v)
+	if err != nil {
+		return Envelope{}, err
+	}
+	return Envelope{ID: NewID(), Kind: k, Type: typeName, Key: key, Payload: payload}, nil
+}
