@@ -19,5 +19,15 @@ type Failure struct {
 
 // RegisterBuiltins registers the types every engine and participant share.
 func RegisterBuiltins(r *Registry) error {
-	return Register[Failure](r, FailureType)
+	if err := Register[Failure](r, FailureType); err != nil {
+		return err
+	}
+	return Register[Accepted](r, AcceptedType)
 }
+
+// AcceptedType is the type of the success reply to a command that caused no
+// event.
+const AcceptedType = "sagaflow.CommandAccepted.v1"
+
+// Accepted is the payload of a success reply that carries no result.
+type Accepted struct{}

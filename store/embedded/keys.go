@@ -1,0 +1,128 @@
+package embedded
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"math"
+	"time"
+)
+
+// Bucket names. Every bucket is created by Open; a missing bucket on a
+// later read means the file is not one of ours.
+var (
+	// bucketCommits: stream 0x00 version(8, big-endian) -> commit JSON.
+	bucketCommits = []byte("commits")
+	// bucketHeads: stream -> version(8) ++ meta JSON (empty when no commit
+	// of the stream carried a Meta yet).
+	bucketHeads = []byte("heads")
+	// bucketHandled: stream 0x00 message ID -> version(8) of the commit
+	// that recorded it.
+	bucketHandled = []byte("handled")
+	// bucketOutbox: at(8, unix nanos) ++ seq(8) -> OutboxEntry JSON. The
+	// key orders entries by commit time, then by write order.
+	bucketOutbox = []byte("outbox")
+	// bucketOutboxIndex: message ID -> one or more 16-byte outbox keys.
+	bucketOutboxIndex = []byte("outbox_index")
+	// bucketTimers: due(8, unix nanos) ++ timer ID -> Timer JSON.
+	bucketTimers = []byte("timers")
+	// bucketTimerIndex: timer ID -> its key in bucketTimers.
+	bucketTimerIndex = []byte("timer_index")
+	// bucketInfo: file-level facts, such as the format version.
+	bucketInfo = []byte("info")
+)
+
+var allBuckets = [][]byte{
+	bucketCommits, bucketHeads, bucketHandled, bucketOutbox,
+	bucketOutboxIndex, bucketTimers, bucketTimerIndex, bucketInfo,
+}
+
+// formatKey and formatVersion mark the file layout, so that a later
+// release can recognise (and migrate) files written by this one.
+var formatKey = []byte("format")
+
+const formatVersion = "1"
+
+// streamPrefix is stream ++ 0x00: the common prefix of a stream's commit
+// and handled keys. Stream names may not contain 0x00 (see checkNames), so
+// no stream's prefix is a prefix of another stream's keys.
+func streamPrefix(stream string) []byte {
+	k := make([]byte, 0, len(stream)+1+8)
+	k = append(k, stream...)
+	return append(k, 0)
+}
+
+// commitKey is stream ++ 0x00 ++ big-endian version.
+func commitKey(stream string, version uint64) []byte {
+	return binary.BigEndian.AppendUint64(streamPrefix(stream), version)
+}
+
+// handledKey is stream ++ 0x00 ++ message ID.
+func handledKey(stream, msgID string) []byte {
+	return append(streamPrefix(stream), msgID...)
+}
+
+// timerKey is big-endian due time in unix nanoseconds ++ timer ID.
+func timerKey(due time.Time, id string) []byte {
+	k := make([]byte, 0, 8+len(id))
+	k = binary.BigEndian.AppendUint64(k, sortableNanos(due))
+	return append(k, id...)
+}
+
+// outboxKey is the big-endian commit time (sortableNanos) ++ the
+// big-endian sequence number.
+func outboxKey(atNanos, seq uint64) []byte {
+	k := make([]byte, 0, outboxKeyLen)
+	k = binary.BigEndian.AppendUint64(k, atNanos)
+	return binary.BigEndian.AppendUint64(k, seq)
+}
+
+// outboxKeyLen is the length of an outbox key.
+const outboxKeyLen = 16
+
+// sortableNanos maps t to an unsigned number that sorts like t: times before
+// 1970 (including the zero time) map to 0 and times past 2262 to the
+// maximum, where UnixNano is undefined.
+func sortableNanos(t time.Time) uint64 {
+	switch {
+	case t.Before(minNanoTime):
+		return 0
+	case t.After(maxNanoTime):
+		return math.MaxUint64
+	default:
+		return uint64(t.UnixNano())
+	}
+}
+
+var (
+	minNanoTime = time.Unix(0, 0)
+	maxNanoTime = time.Unix(0, math.MaxInt64)
+)
+
+// headValue encodes a stream head: its version and its latest Meta JSON.
+func headValue(version uint64, metaJSON []byte) []byte {
+	v := make([]byte, 0, 8+len(metaJSON))
+	v = binary.BigEndian.AppendUint64(v, version)
+	return append(v, metaJSON...)
+}
+
+// parseHead splits a head value. The returned meta slice aliases v.
+func parseHead(v []byte) (version uint64, metaJSON []byte, ok bool) {
+	if len(v) < 8 {
+		return 0, nil, false
+	}
+	return binary.BigEndian.Uint64(v[:8]), v[8:], true
+}
+
+// encodeJSON encodes v without HTML escaping, so that payload bytes that
+// are compact JSON come back byte for byte.
+func encodeJSON(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	b := buf.Bytes()
+	return b[:len(b)-1], nil // drop the newline Encode adds
+}

@@ -1,0 +1,516 @@
+package embedded
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sagaflow/sagaflow/message"
+	"github.com/sagaflow/sagaflow/store"
+)
+
+// This file is the write path. Every write is a request on s.reqs; one
+// goroutine (runWriter) takes up to cfg.maxBatch queued requests, applies
+// them one after the other in one bbolt read-write transaction, commits it
+// (one fsync for the lot), and answers each caller. Each request is checked
+// against the transaction's state, which includes the requests before it in
+// the same batch, before anything of it is written: a refused request
+// writes nothing, and the others commit. If writing a request fails half
+// way, the transaction is rolled back and the batch is applied again
+// without it.
+
+// opKind is what a request asks the writer to do.
+type opKind uint8
+
+const (
+	opAppend opKind = iota + 1
+	opMarkDispatched
+	opDeleteTimers
+)
+
+// maxIDsPerRequest bounds the IDs one MarkDispatched or DeleteTimers
+// request carries; longer lists are split.
+const maxIDsPerRequest = 1024
+
+// request is one queued write. done has room for the one answer, so the
+// writer never blocks on a caller that stopped waiting.
+type request struct {
+	ctx    context.Context
+	op     opKind
+	commit *encodedCommit // opAppend
+	ids    []string       // opMarkDispatched, opDeleteTimers
+	done   chan error
+}
+
+// encodedCommit is a commit turned into the keys and values the writer
+// puts, so that encoding runs on the callers' goroutines, not the writer's.
+type encodedCommit struct {
+	stream      string
+	version     uint64
+	key         []byte   // commits key
+	value       []byte   // commit JSON
+	handledIDs  []string // for error messages
+	handledKeys [][]byte
+	outbox      []encodedOutbox
+	timers      []encodedTimer
+	cancel      []string
+	metaJSON    []byte // nil when the commit carries no Meta
+}
+
+type encodedOutbox struct {
+	id    string
+	at    uint64 // sortableNanos of the commit time
+	value []byte // OutboxEntry JSON
+}
+
+type encodedTimer struct {
+	id    string
+	key   []byte
+	value []byte // Timer JSON
+}
+
+// Append writes c atomically (I1) in the next group commit. It fails with
+// store.ErrConcurrency when the stream already has a commit at c.Version,
+// with store.ErrInvalidCommit when c is malformed or c.Version is not the
+// stream's next version, and with store.ErrAlreadyHandled when c names a
+// message the stream already handled; then nothing of c is written.
+//
+// A timer whose ID is already set is replaced; c.CancelTimers are applied
+// before c.Timers, so a commit can reschedule a timer by cancelling and
+// setting the same ID. Stream names may not contain the byte 0x00.
+//
+// When ctx ends before the writer takes the commit, nothing is written.
+// When it ends while the commit is being written, Append returns ctx's
+// error and the commit may still become durable: reload the stream.
+func (s *Store) Append(ctx context.Context, c store.Commit) error {
+	if err := s.append(ctx, c); err != nil {
+		return fmt.Errorf("append %s v%d: %w", c.Stream, c.Version, err)
+	}
+	return nil
+}
+
+func (s *Store) append(ctx context.Context, c store.Commit) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := store.ValidateCommit(c); err != nil {
+		return err
+	}
+	var enc *encodedCommit
+	if err := s.recovered("encode commit", func() (err error) {
+		enc, err = s.encodeCommit(c)
+		return err
+	}); err != nil {
+		return err
+	}
+	r := &request{ctx: ctx, op: opAppend, commit: enc, done: make(chan error, 1)}
+	if err := s.enqueue(ctx, r); err != nil {
+		return err
+	}
+	return s.await(ctx, r)
+}
+
+// MarkDispatched removes the outbox entries of the given message IDs from
+// the pending set (I4); unknown IDs are ignored. It rides on the writer's
+// next group commit and returns once the removal is durable.
+func (s *Store) MarkDispatched(ctx context.Context, ids ...string) error {
+	if err := s.removeIDs(ctx, opMarkDispatched, ids); err != nil {
+		return fmt.Errorf("mark %d outbox entries dispatched: %w", len(ids), err)
+	}
+	return nil
+}
+
+// DeleteTimers removes fired timers (I5); unknown IDs are ignored. It rides
+// on the writer's next group commit and returns once the removal is durable.
+func (s *Store) DeleteTimers(ctx context.Context, ids ...string) error {
+	if err := s.removeIDs(ctx, opDeleteTimers, ids); err != nil {
+		return fmt.Errorf("delete %d timers: %w", len(ids), err)
+	}
+	return nil
+}
+
+func (s *Store) removeIDs(ctx context.Context, op opKind, ids []string) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	clean := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if id != "" && len(id) <= bolt.MaxKeySize {
+			clean = append(clean, id)
+		}
+	}
+	var reqs []*request
+	for len(clean) > 0 {
+		n := min(len(clean), maxIDsPerRequest)
+		r := &request{ctx: ctx, op: op, ids: clean[:n:n], done: make(chan error, 1)}
+		clean = clean[n:]
+		if err := s.enqueue(ctx, r); err != nil {
+			return err
+		}
+		reqs = append(reqs, r)
+	}
+	for _, r := range reqs {
+		if err := s.await(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// enqueue hands r to the writer, waiting while the queue is full.
+func (s *Store) enqueue(ctx context.Context, r *request) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	select {
+	case s.reqs <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// await waits for the writer's answer to r. The writer answers every
+// request it was handed, also while closing.
+func (s *Store) await(ctx context.Context, r *request) error {
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("stopped waiting, the write may still complete: %w", ctx.Err())
+	}
+}
+
+// encodeCommit checks what the store's key layout needs beyond
+// store.ValidateCommit and encodes c's keys and values.
+func (s *Store) encodeCommit(c store.Commit) (*encodedCommit, error) {
+	if strings.IndexByte(c.Stream, 0) >= 0 {
+		return nil, fmt.Errorf("%w: stream name contains the byte 0x00", store.ErrInvalidCommit)
+	}
+	tooLong := func(what, id string, extra int) error {
+		if len(id)+extra > bolt.MaxKeySize {
+			return fmt.Errorf("%w: %s is %d bytes, limit %d", store.ErrInvalidCommit, what, len(id), bolt.MaxKeySize-extra)
+		}
+		return nil
+	}
+	if err := tooLong("stream name", c.Stream, 1+8); err != nil {
+		return nil, err
+	}
+	value, err := encodeJSON(c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: encode: %w", store.ErrInvalidCommit, err)
+	}
+	if len(value) > s.cfg.maxCommitBytes {
+		return nil, fmt.Errorf("%w: %w: encoded commit is %d bytes, limit %d",
+			store.ErrInvalidCommit, message.ErrPayloadTooLarge, len(value), s.cfg.maxCommitBytes)
+	}
+	enc := &encodedCommit{
+		stream:     c.Stream,
+		version:    c.Version,
+		key:        commitKey(c.Stream, c.Version),
+		value:      value,
+		handledIDs: c.Handled,
+		cancel:     c.CancelTimers,
+	}
+	for _, id := range c.Handled {
+		if err := tooLong("handled message ID", id, len(c.Stream)+1); err != nil {
+			return nil, err
+		}
+		enc.handledKeys = append(enc.handledKeys, handledKey(c.Stream, id))
+	}
+	for _, m := range c.Outbox {
+		if err := tooLong("outbox message ID", m.ID, 0); err != nil {
+			return nil, err
+		}
+		v, err := encodeJSON(store.OutboxEntry{ID: m.ID, Stream: c.Stream, Version: c.Version, Message: m, At: c.At})
+		if err != nil {
+			return nil, fmt.Errorf("%w: encode outbox message %q: %w", store.ErrInvalidCommit, m.ID, err)
+		}
+		enc.outbox = append(enc.outbox, encodedOutbox{id: m.ID, at: sortableNanos(c.At), value: v})
+	}
+	for _, t := range c.Timers {
+		if err := tooLong("timer ID", t.ID, 8); err != nil {
+			return nil, err
+		}
+		v, err := encodeJSON(t)
+		if err != nil {
+			return nil, fmt.Errorf("%w: encode timer %q: %w", store.ErrInvalidCommit, t.ID, err)
+		}
+		enc.timers = append(enc.timers, encodedTimer{id: t.ID, key: timerKey(t.DueAt, t.ID), value: v})
+	}
+	if c.Meta != nil {
+		m, err := encodeJSON(c.Meta)
+		if err != nil {
+			return nil, fmt.Errorf("%w: encode meta: %w", store.ErrInvalidCommit, err)
+		}
+		enc.metaJSON = m
+	}
+	return enc, nil
+}
+
+// runWriter is the writer goroutine. It ends when Close has closed the
+// queue and every queued request has been answered.
+func (s *Store) runWriter() {
+	defer close(s.writerDone)
+	batch := make([]*request, 0, s.cfg.maxBatch)
+	for r := range s.reqs {
+		batch = append(batch[:0], r)
+	fill:
+		for len(batch) < s.cfg.maxBatch {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.commitBatch(batch)
+		clear(batch)
+	}
+}
+
+// writeFailure is a request whose writes failed part way; the transaction
+// must be rolled back and the batch applied again without it.
+type writeFailure struct {
+	index int
+	err   error
+}
+
+func (w *writeFailure) Error() string { return fmt.Sprintf("request %d: %v", w.index, w.err) }
+
+// commitBatch applies batch in one transaction and answers every request.
+func (s *Store) commitBatch(batch []*request) {
+	results := make([]error, len(batch))
+	active := make([]bool, len(batch))
+	live := 0
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			results[i] = fmt.Errorf("not written: %w", err)
+			continue
+		}
+		active[i] = true
+		live++
+	}
+	// Each round either commits, fails as a whole, or drops one request
+	// whose writes failed, so live+1 rounds are enough.
+	for round := 0; live > 0 && round <= len(batch); round++ {
+		err := s.recovered("write transaction", func() error {
+			return s.db.Update(func(tx *bolt.Tx) error {
+				b, err := bucketsOf(tx)
+				if err != nil {
+					return err
+				}
+				for i, r := range batch {
+					if !active[i] {
+						continue
+					}
+					refused, err := applyRequest(b, r)
+					if err != nil {
+						return &writeFailure{index: i, err: err}
+					}
+					results[i] = refused
+				}
+				return nil
+			})
+		})
+		var wf *writeFailure
+		if errors.As(err, &wf) {
+			results[wf.index] = fmt.Errorf("write failed, nothing written: %w", wf.err)
+			active[wf.index] = false
+			live--
+			continue
+		}
+		if err != nil {
+			s.stats.failedTxs.Add(1)
+			for i := range batch {
+				if active[i] {
+					results[i] = fmt.Errorf("write transaction of %d requests failed, nothing written: %w", live, err)
+				}
+			}
+			break
+		}
+		s.stats.batches.Add(1)
+		for i, r := range batch {
+			if active[i] && results[i] == nil && r.op == opAppend {
+				s.stats.commits.Add(1)
+			}
+		}
+		break
+	}
+	s.stats.requests.Add(uint64(len(batch)))
+	for i, r := range batch {
+		r.done <- results[i]
+	}
+}
+
+// applyRequest applies one request inside the batch's transaction. refused
+// is the request's own error (nothing of it written); err is a failure part
+// way through writing it, which spoils the transaction.
+func applyRequest(b txBuckets, r *request) (refused, err error) {
+	switch r.op {
+	case opAppend:
+		return applyCommit(b, r.commit)
+	case opMarkDispatched:
+		for _, id := range r.ids {
+			if err := deleteOutboxEntries(b, id); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	case opDeleteTimers:
+		for _, id := range r.ids {
+			if err := deleteTimer(b, id); err != nil {
+				return nil, err
+			}
+		}
+		return nil, nil
+	default:
+		return fmt.Errorf("unknown write operation %d", r.op), nil
+	}
+}
+
+// applyCommit checks c against the stream's head and handled IDs, then
+// writes all of it. Checks come first, so a refused commit writes nothing.
+func applyCommit(b txBuckets, c *encodedCommit) (refused, err error) {
+	var current uint64
+	var metaJSON []byte
+	if head := b.heads.Get([]byte(c.stream)); head != nil {
+		v, m, ok := parseHead(head)
+		if !ok {
+			return fmt.Errorf("stream head is corrupt (%d bytes)", len(head)), nil
+		}
+		current, metaJSON = v, m
+	}
+	switch {
+	case c.version <= current || b.commits.Get(c.key) != nil:
+		return fmt.Errorf("%w: stream is at v%d", store.ErrConcurrency, current), nil
+	case c.version > current+1:
+		return fmt.Errorf("%w: stream is at v%d, so the next commit is v%d", store.ErrInvalidCommit, current, current+1), nil
+	}
+	for i, k := range c.handledKeys {
+		if v := b.handled.Get(k); v != nil {
+			var by uint64
+			if len(v) == 8 {
+				by = binary.BigEndian.Uint64(v)
+			}
+			return fmt.Errorf("%w: message %q was handled by v%d", store.ErrAlreadyHandled, c.handledIDs[i], by), nil
+		}
+	}
+
+	// From here on every error is a write failure.
+	if err := b.commits.Put(c.key, c.value); err != nil {
+		return nil, fmt.Errorf("put commit: %w", err)
+	}
+	version := binary.BigEndian.AppendUint64(nil, c.version)
+	for _, k := range c.handledKeys {
+		if err := b.handled.Put(k, version); err != nil {
+			return nil, fmt.Errorf("put handled message: %w", err)
+		}
+	}
+	for _, m := range c.outbox {
+		if err := putOutboxEntry(b, m); err != nil {
+			return nil, err
+		}
+	}
+	for _, id := range c.cancel {
+		if err := deleteTimer(b, id); err != nil {
+			return nil, err
+		}
+	}
+	for _, t := range c.timers {
+		if err := putTimer(b, t); err != nil {
+			return nil, err
+		}
+	}
+	if c.metaJSON != nil {
+		metaJSON = c.metaJSON
+	}
+	if err := b.heads.Put([]byte(c.stream), headValue(c.version, metaJSON)); err != nil {
+		return nil, fmt.Errorf("put stream head: %w", err)
+	}
+	return nil, nil
+}
+
+func putOutboxEntry(b txBuckets, m encodedOutbox) error {
+	seq, err := b.outbox.NextSequence()
+	if err != nil {
+		return fmt.Errorf("outbox sequence: %w", err)
+	}
+	key := outboxKey(m.at, seq)
+	if err := b.outbox.Put(key, m.value); err != nil {
+		return fmt.Errorf("put outbox message %q: %w", m.id, err)
+	}
+	// The index value lists every pending entry with this message ID, so
+	// that a duplicate ID cannot strand an entry MarkDispatched cannot reach.
+	old := b.outboxIndex.Get([]byte(m.id))
+	keys := make([]byte, 0, len(old)+outboxKeyLen)
+	keys = append(append(keys, old...), key...)
+	if err := b.outboxIndex.Put([]byte(m.id), keys); err != nil {
+		return fmt.Errorf("index outbox message %q: %w", m.id, err)
+	}
+	return nil
+}
+
+func deleteOutboxEntries(b txBuckets, id string) error {
+	keys := b.outboxIndex.Get([]byte(id))
+	if keys == nil {
+		return nil
+	}
+	keys = append([]byte(nil), keys...) // Get's slice is only good until the next write
+	for len(keys) >= outboxKeyLen {
+		if err := b.outbox.Delete(keys[:outboxKeyLen]); err != nil {
+			return fmt.Errorf("delete outbox message %q: %w", id, err)
+		}
+		keys = keys[outboxKeyLen:]
+	}
+	if err := b.outboxIndex.Delete([]byte(id)); err != nil {
+		return fmt.Errorf("unindex outbox message %q: %w", id, err)
+	}
+	return nil
+}
+
+func putTimer(b txBuckets, t encodedTimer) error {
+	if err := deleteTimer(b, t.id); err != nil {
+		return err
+	}
+	if err := b.timers.Put(t.key, t.value); err != nil {
+		return fmt.Errorf("put timer %q: %w", t.id, err)
+	}
+	if err := b.timerIndex.Put([]byte(t.id), t.key); err != nil {
+		return fmt.Errorf("index timer %q: %w", t.id, err)
+	}
+	return nil
+}
+
+func deleteTimer(b txBuckets, id string) error {
+	if id == "" || len(id) > bolt.MaxKeySize {
+		return nil
+	}
+	key := b.timerIndex.Get([]byte(id))
+	if key == nil {
+		return nil
+	}
+	key = append([]byte(nil), key...)
+	if err := b.timers.Delete(key); err != nil {
+		return fmt.Errorf("delete timer %q: %w", id, err)
+	}
+	if err := b.timerIndex.Delete([]byte(id)); err != nil {
+		return fmt.Errorf("unindex timer %q: %w", id, err)
+	}
+	return nil
+}
