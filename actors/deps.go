@@ -1,0 +1,135 @@
+package actors
+
+import (
+	"context"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/sagaflow/sagaflow/message"
+	"github.com/sagaflow/sagaflow/store"
+	"github.com/sagaflow/sagaflow/transport"
+	"github.com/sagaflow/sagaflow/workflows"
+)
+
+// Deps is what every actor and service of this package needs. The engine
+// builds one and shares it.
+type Deps struct {
+	// Store keeps streams, outbox and timers.
+	Store store.Store
+	// Transport moves messages.
+	Transport transport.Transport
+	// Registry maps message types to Go types.
+	Registry *message.Registry
+	// Logger receives structured logs.
+	Logger *slog.Logger
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	// SagaQueue is where replies, timers and control messages for sagas go.
+	SagaQueue string
+	// Source names this engine as the sender of its messages.
+	Source string
+	// Workflows finds a workflow definition by name and version.
+	Workflows func(name string, version int) (workflows.Workflow, bool)
+	// CommitAttempts bounds how often one delivery's commit is tried on
+	// conflicts and store errors before the delivery is requeued (default 8).
+	CommitAttempts int
+	// SettleTimeout bounds acks, requeues and publishes (default 10s).
+	SettleTimeout time.Duration
+}
+
+func (d *Deps) now() time.Time {
+	if d.Now != nil {
+		return d.Now()
+	}
+	return time.Now()
+}
+
+func (d *Deps) commitAttempts() int {
+	if d.CommitAttempts > 0 {
+		return d.CommitAttempts
+	}
+	return 8
+}
+
+func (d *Deps) settleCtx() (context.Context, context.CancelFunc) {
+	t := d.SettleTimeout
+	if t <= 0 {
+		t = 10 * time.Second
+	}
+	return context.WithTimeout(context.Background(), t)
+}
+
+// backoff returns the wait before retry n (from 1) of a failed commit:
+// 10ms doubling to 1s, with full jitter.
+func backoff(n int) time.Duration {
+	d := 10 * time.Millisecond << min(n-1, 7)
+	if d > time.Second {
+		d = time.Second
+	}
+	return time.Duration(rand.Int64N(int64(d)) + 1)
+}
+
+// sleep waits d or until ctx is done; it reports whether the wait ran out.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// dispatch publishes committed outbox messages and marks those the
+// transport took as dispatched. A message that fails to publish stays
+// pending for the relay.
+func (d *Deps) dispatch(ctx context.Context, msgs []message.Envelope) {
+	if len(msgs) == 0 {
+		return
+	}
+	sent := make([]string, 0, len(msgs))
+	for _, m := range msgs {
+		if err := d.Transport.Publish(ctx, m); err != nil {
+			d.Logger.Warn("publish failed; the outbox relay will retry", "message_id", m.ID, "type", m.Type, "err", err)
+			continue
+		}
+		sent = append(sent, m.ID)
+	}
+	if len(sent) > 0 {
+		if err := d.Store.MarkDispatched(ctx, sent...); err != nil {
+			d.Logger.Warn("mark dispatched failed; messages may be published again", "count", len(sent), "err", err)
+		}
+	}
+}
+
+// deadLetter parks a delivery with reason, logging if even that fails.
+func (d *Deps) deadLetter(dl transport.Delivery, reason error) {
+	ctx, cancel := d.settleCtx()
+	defer cancel()
+	e := dl.Envelope()
+	d.Logger.Warn("dead-lettering message", "message_id", e.ID, "type", e.Type, "key", e.Key, "reason", reason)
+	if err := dl.DeadLetter(ctx, reason); err != nil {
+		d.Logger.Error("dead-letter failed", "message_id", e.ID, "err", err)
+	}
+}
+
+// ack settles a delivery as handled, logging a failure (the message will
+// then be redelivered and recognised as handled).
+func (d *Deps) ack(dl transport.Delivery) {
+	ctx, cancel := d.settleCtx()
+	defer cancel()
+	if err := dl.Ack(ctx); err != nil {
+		d.Logger.Warn("ack failed; the message will be redelivered", "message_id", dl.Envelope().ID, "err", err)
+	}
+}
+
+// requeue hands a delivery back for redelivery.
+func (d *Deps) requeue(dl transport.Delivery, reason error) {
+	ctx, cancel := d.settleCtx()
+	defer cancel()
+	if err := dl.Requeue(ctx, reason); err != nil {
+		d.Logger.Error("requeue failed", "message_id", dl.Envelope().ID, "err", err)
+	}
+}

@@ -1,0 +1,276 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+
+	"github.com/sagaflow/sagaflow/message"
+	"github.com/sagaflow/sagaflow/store"
+	"github.com/sagaflow/sagaflow/transport"
+	"github.com/sagaflow/sagaflow/workflows"
+)
+
+// SagaStream names the stream of saga id.
+func SagaStream(id string) string { return "saga/" + id }
+
+// TypeSagaTransition is the event type of a saga's commits.
+const TypeSagaTransition = "sagaflow.SagaTransitioned.v1"
+
+// SagaTransition is the one event of every saga commit: what happened and
+// the instance after it. A saga is event-sourced through the same append
+// path as aggregates (I2); its state is the Instance of its latest commit.
+type SagaTransition struct {
+	Records  []workflows.Record `json:"records"`
+	Instance workflows.Instance `json:"instance"`
+}
+
+// RegisterMessages registers the types this package persists and sends.
+func RegisterMessages(r *message.Registry) error {
+	if err := message.RegisterBuiltins(r); err != nil {
+		return err
+	}
+	if err := workflows.RegisterMessages(r); err != nil {
+		return err
+	}
+	return message.Register[SagaTransition](r, TypeSagaTransition)
+}
+
+// SagaSnapshot is a saga as read from the store.
+type SagaSnapshot struct {
+	Instance workflows.Instance
+	// Version is the saga stream's commit version.
+	Version uint64
+	// History lists every record of every commit, oldest first.
+	History []workflows.Record
+	// Handled holds the IDs of the messages the saga consumed.
+	Handled map[string]struct{}
+}
+
+// LoadSaga reads saga id from the store (ErrNotFound when it does not exist).
+func LoadSaga(ctx context.Context, deps *Deps, id string) (SagaSnapshot, error) {
+	stream := SagaStream(id)
+	commits, err := deps.Store.Load(ctx, stream, 1)
+	if err != nil {
+		return SagaSnapshot{}, fmt.Errorf("load saga %s: %w", id, err)
+	}
+	if len(commits) == 0 {
+		return SagaSnapshot{}, fmt.Errorf("saga %s: %w", id, store.ErrNotFound)
+	}
+	snap := SagaSnapshot{Handled: make(map[string]struct{})}
+	for _, c := range commits {
+		for _, h := range c.Handled {
+			snap.Handled[h] = struct{}{}
+		}
+		for _, e := range c.Events {
+			v, err := deps.Registry.DecodeEnvelope(e)
+			if err != nil {
+				return SagaSnapshot{}, fmt.Errorf("load saga %s v%d: %w", id, c.Version, err)
+			}
+			t, ok := v.(*SagaTransition)
+			if !ok {
+				return SagaSnapshot{}, fmt.Errorf("load saga %s v%d: unexpected event %s", id, c.Version, e.Type)
+			}
+			snap.Instance = t.Instance
+			snap.History = append(snap.History, t.Records...)
+		}
+		snap.Version = c.Version
+	}
+	return snap, nil
+}
+
+// Errors of StartSaga.
+var (
+	// ErrSagaExists: the saga ID is taken.
+	ErrSagaExists = errors.New("saga already exists")
+	// ErrInvalidInput: the workflow refused the input.
+	ErrInvalidInput = errors.New("invalid saga input")
+)
+
+// StartSaga creates saga id of workflow wf from input, durably, and then
+// asks the saga's actor to take its first step. Starting an ID that exists
+// returns ErrSagaExists and changes nothing.
+func StartSaga(ctx context.Context, deps *Deps, wf workflows.Workflow, id, correlationID string, input []byte) error {
+	env := deps.machineEnv()
+	dec, err := workflows.Start(wf, env, id, correlationID, input)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidInput, err)
+	}
+	resume, err := deps.Registry.New(message.KindCommand, id, &workflows.ResumeSaga{})
+	if err != nil {
+		return err
+	}
+	resume.Destination, resume.Source, resume.SagaID, resume.CorrelationID = deps.SagaQueue, deps.Source, id, correlationID
+	resume.OccurredAt = env.Now
+	dec.Send = append(dec.Send, resume)
+	c, err := sagaCommit(deps, dec, 1, "")
+	if err != nil {
+		return err
+	}
+	if err := deps.Store.Append(ctx, c); err != nil {
+		if errors.Is(err, store.ErrConcurrency) {
+			return fmt.Errorf("start saga %s: %w", id, ErrSagaExists)
+		}
+		return fmt.Errorf("start saga %s: %w", id, err)
+	}
+	deps.dispatch(ctx, c.Outbox)
+	return nil
+}
+
+func (d *Deps) machineEnv() workflows.Env {
+	return workflows.Env{
+		Now: d.now(), NewID: message.NewID, Rand: rand.Float64,
+		Encode: d.Registry.Encode, Queue: d.SagaQueue, Source: d.Source,
+	}
+}
+
+// sagaCommit turns a decision into the saga's commit at version.
+func sagaCommit(deps *Deps, dec workflows.Decision, version uint64, handled string) (store.Commit, error) {
+	inst := dec.Instance
+	ev, err := deps.Registry.New(message.KindEvent, inst.ID, &SagaTransition{Records: dec.Records, Instance: inst})
+	if err != nil {
+		return store.Commit{}, fmt.Errorf("saga %s: encode transition: %w", inst.ID, err)
+	}
+	ev.Source, ev.SagaID, ev.CorrelationID, ev.Sequence, ev.OccurredAt = deps.Source, inst.ID, inst.CorrelationID, version, inst.UpdatedAt
+	stream := SagaStream(inst.ID)
+	c := store.Commit{
+		Stream: stream, Version: version, Events: []message.Envelope{ev}, Outbox: dec.Send,
+		CancelTimers: dec.CancelTimers, At: inst.UpdatedAt,
+		Meta: &store.Meta{
+			Kind: "saga", Type: inst.Workflow, Status: string(inst.Status), CorrelationID: inst.CorrelationID,
+			CreatedAt: inst.CreatedAt, UpdatedAt: inst.UpdatedAt,
+		},
+	}
+	if handled != "" {
+		c.Handled = []string{handled}
+	}
+	for _, t := range dec.Timers {
+		c.Timers = append(c.Timers, store.Timer{ID: t.ID, Stream: stream, DueAt: t.DueAt, Message: t.Message})
+	}
+	return c, nil
+}
+
+// NewSagaFactory returns the entity factory for saga instances.
+func NewSagaFactory(deps *Deps) EntityFactory {
+	return func(key string) entity { return &sagaEntity{deps: deps, id: key} }
+}
+
+// sagaEntity is one saga instance: it loads its latest Instance on first
+// use and feeds each delivery to the workflow Machine.
+type sagaEntity struct {
+	deps    *Deps
+	id      string
+	loaded  bool
+	snap    SagaSnapshot
+	state   any
+	workflw workflows.Workflow
+}
+
+func (s *sagaEntity) load(ctx context.Context) error {
+	snap, err := LoadSaga(ctx, s.deps, s.id)
+	if err != nil {
+		return err
+	}
+	wf, ok := s.deps.Workflows(snap.Instance.Workflow, snap.Instance.Version)
+	if !ok {
+		return fmt.Errorf("saga %s: %w: workflow %q v%d is not registered", s.id, errNoWorkflow, snap.Instance.Workflow, snap.Instance.Version)
+	}
+	s.snap, s.workflw, s.state, s.loaded = snap, wf, nil, true
+	return nil
+}
+
+var errNoWorkflow = errors.New("no workflow")
+
+func (s *sagaEntity) handle(ctx context.Context, d transport.Delivery) {
+	env := d.Envelope()
+	body, err := s.deps.Registry.DecodeEnvelope(env)
+	if err != nil {
+		s.deps.deadLetter(d, err)
+		return
+	}
+	var lastErr error
+	for attempt := 1; attempt <= s.deps.commitAttempts(); attempt++ {
+		if attempt > 1 && !sleep(ctx, backoff(attempt-1)) {
+			break
+		}
+		if !s.loaded {
+			if lastErr = s.load(ctx); lastErr != nil {
+				if errors.Is(lastErr, store.ErrNotFound) || errors.Is(lastErr, errNoWorkflow) {
+					s.deps.deadLetter(d, fmt.Errorf("%s %s for saga %s: %w", env.Kind, env.Type, s.id, lastErr))
+					return
+				}
+				continue
+			}
+		}
+		if _, dup := s.snap.Handled[env.ID]; dup {
+			s.deps.ack(d)
+			return
+		}
+		dec, err := s.decide(ctx, env, body)
+		if err != nil {
+			s.state = nil // user code may have touched it; decode afresh next time
+			s.settleRefused(d, env, err)
+			return
+		}
+		if !dec.Changed() {
+			s.deps.dispatch(ctx, dec.Send)
+			s.deps.ack(d)
+			return
+		}
+		c, err := sagaCommit(s.deps, dec, s.snap.Version+1, env.ID)
+		if err != nil {
+			s.deps.deadLetter(d, err)
+			return
+		}
+		lastErr = s.deps.Store.Append(ctx, c)
+		switch {
+		case lastErr == nil:
+			s.snap.Instance, s.snap.Version, s.state = dec.Instance, c.Version, dec.State
+			s.snap.Handled[env.ID] = struct{}{}
+			s.snap.History = nil // kept only when loaded; not needed to decide
+			s.deps.dispatch(ctx, c.Outbox)
+			s.deps.ack(d)
+			return
+		case errors.Is(lastErr, store.ErrAlreadyHandled):
+			s.deps.ack(d)
+			return
+		default:
+			s.loaded, s.state = false, nil
+		}
+	}
+	s.deps.requeue(d, fmt.Errorf("saga %s: message %s (%s) not committed after %d attempts: %w", s.id, env.ID, env.Type, s.deps.commitAttempts(), lastErr))
+}
+
+// decide feeds one message to the Machine.
+func (s *sagaEntity) decide(ctx context.Context, env message.Envelope, body any) (workflows.Decision, error) {
+	menv := s.deps.machineEnv()
+	inst := s.snap.Instance
+	switch b := body.(type) {
+	case *workflows.ResumeSaga:
+		return workflows.Resume(ctx, s.workflw, menv, inst, s.state)
+	case *workflows.TimerFired:
+		return workflows.OnTimer(ctx, s.workflw, menv, inst, s.state, b.TimerID)
+	case *workflows.CancelSaga:
+		return workflows.Cancel(ctx, s.workflw, menv, inst, s.state, b.Reason)
+	}
+	if env.Kind == message.KindReply {
+		return workflows.OnReply(ctx, s.workflw, menv, inst, s.state, env, body)
+	}
+	return workflows.Decision{}, fmt.Errorf("saga %s cannot handle a %s of type %q", s.id, env.Kind, env.Type)
+}
+
+// settleRefused settles a message the Machine refused. A stale timer or a
+// cancel of a finished saga is normal and acked; a reply nobody awaits is
+// parked with the reason (I3: never applied to the wrong state).
+func (s *sagaEntity) settleRefused(d transport.Delivery, env message.Envelope, err error) {
+	switch {
+	case env.Type == workflows.TypeTimerFired && errors.Is(err, workflows.ErrStale):
+		s.deps.ack(d)
+	case env.Type == workflows.TypeCancel && errors.Is(err, workflows.ErrTerminal):
+		s.deps.Logger.Info("cancel of a finished saga ignored", "saga_id", s.id, "status", s.snap.Instance.Status)
+		s.deps.ack(d)
+	default:
+		s.deps.deadLetter(d, err)
+	}
+}

@@ -1,0 +1,139 @@
+package actors
+
+import (
+	"context"
+	"time"
+)
+
+// batchLimit bounds what one round of the relay or the timer service reads.
+const batchLimit = 256
+
+// maxRounds bounds the rounds one tick runs before yielding to the ticker.
+const maxRounds = 64
+
+// OutboxRelay publishes outbox messages that were committed but not
+// confirmed as published: after a crash, or when the publish right after
+// the commit failed (I4).
+type OutboxRelay struct {
+	deps *Deps
+	// Interval is how often it looks (default 1s).
+	Interval time.Duration
+	// Grace is how old an entry must be before the relay takes it, so that
+	// it does not race the actor that just committed it (default 2s).
+	Grace time.Duration
+}
+
+// NewOutboxRelay returns a relay over deps' store and transport.
+func NewOutboxRelay(deps *Deps) *OutboxRelay {
+	return &OutboxRelay{deps: deps, Interval: time.Second, Grace: 2 * time.Second}
+}
+
+// Run sweeps once at once (taking everything, as after a restart), then
+// every Interval, until ctx is done.
+func (r *OutboxRelay) Run(ctx context.Context) error {
+	r.sweep(ctx, r.deps.now())
+	t := time.NewTicker(r.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			r.sweep(ctx, r.deps.now().Add(-r.Grace))
+		}
+	}
+}
+
+func (r *OutboxRelay) sweep(ctx context.Context, olderThan time.Time) {
+	for range maxRounds {
+		entries, err := r.deps.Store.PendingOutbox(ctx, olderThan, batchLimit)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.deps.Logger.Warn("outbox relay: read pending failed", "err", err)
+			}
+			return
+		}
+		if len(entries) == 0 {
+			return
+		}
+		published := make([]string, 0, len(entries))
+		for _, e := range entries {
+			if err := r.deps.Transport.Publish(ctx, e.Message); err != nil {
+				r.deps.Logger.Warn("outbox relay: publish failed", "message_id", e.ID, "err", err)
+				continue
+			}
+			published = append(published, e.ID)
+		}
+		if len(published) == 0 {
+			return
+		}
+		if err := r.deps.Store.MarkDispatched(ctx, published...); err != nil {
+			r.deps.Logger.Warn("outbox relay: mark dispatched failed", "err", err)
+			return
+		}
+		if len(entries) < batchLimit {
+			return
+		}
+	}
+}
+
+// TimerService fires durable timers when they are due (I5): it publishes
+// each timer's message and then deletes the timer. A crash in between
+// fires it again; the receiver recognises the message ID.
+type TimerService struct {
+	deps *Deps
+	// Interval is how often it looks for due timers (default 20ms).
+	Interval time.Duration
+}
+
+// NewTimerService returns a timer service over deps' store and transport.
+func NewTimerService(deps *Deps) *TimerService {
+	return &TimerService{deps: deps, Interval: 20 * time.Millisecond}
+}
+
+// Run fires due timers every Interval until ctx is done.
+func (s *TimerService) Run(ctx context.Context) error {
+	t := time.NewTicker(s.Interval)
+	defer t.Stop()
+	for {
+		s.fire(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func (s *TimerService) fire(ctx context.Context) {
+	for range maxRounds {
+		timers, err := s.deps.Store.DueTimers(ctx, s.deps.now(), batchLimit)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.deps.Logger.Warn("timer service: read due timers failed", "err", err)
+			}
+			return
+		}
+		if len(timers) == 0 {
+			return
+		}
+		fired := make([]string, 0, len(timers))
+		for _, t := range timers {
+			if err := s.deps.Transport.Publish(ctx, t.Message); err != nil {
+				s.deps.Logger.Warn("timer service: publish failed", "timer_id", t.ID, "err", err)
+				continue
+			}
+			fired = append(fired, t.ID)
+		}
+		if len(fired) == 0 {
+			return
+		}
+		if err := s.deps.Store.DeleteTimers(ctx, fired...); err != nil {
+			s.deps.Logger.Warn("timer service: delete fired timers failed", "err", err)
+			return
+		}
+		if len(timers) < batchLimit {
+			return
+		}
+	}
+}

@@ -1,0 +1,168 @@
+package workflows
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/sagaflow/sagaflow/message"
+)
+
+// Status is where a saga instance stands.
+type Status string
+
+const (
+	// StatusRunning: steps are running forward.
+	StatusRunning Status = "running"
+	// StatusCompensating: a step failed for good, or the saga was cancelled,
+	// and the completed steps are being undone in reverse order.
+	StatusCompensating Status = "compensating"
+	// StatusCompleted: every step succeeded.
+	StatusCompleted Status = "completed"
+	// StatusCompensated: a step failed and every completed step was undone.
+	StatusCompensated Status = "compensated"
+	// StatusCancelled: the saga was cancelled and every completed step was undone.
+	StatusCancelled Status = "cancelled"
+	// StatusNeedsAttention: a compensation failed after its retry budget;
+	// an operator must look. Nothing was skipped.
+	StatusNeedsAttention Status = "needs_attention"
+)
+
+// Terminal reports whether the saga has finished for good.
+func (s Status) Terminal() bool {
+	return s == StatusCompleted || s == StatusCompensated || s == StatusCancelled
+}
+
+// Valid reports whether s is a known status.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusRunning, StatusCompensating, StatusCompleted, StatusCompensated, StatusCancelled, StatusNeedsAttention:
+		return true
+	}
+	return false
+}
+
+// TimerPurpose says why a saga set its current timer.
+type TimerPurpose string
+
+const (
+	// TimerTimeout fires when an awaited reply is late.
+	TimerTimeout TimerPurpose = "timeout"
+	// TimerRetry fires when a failed attempt may be tried again.
+	TimerRetry TimerPurpose = "retry"
+)
+
+// Instance is the persisted state of one running saga: everything the
+// Machine needs to take the next decision, and nothing else.
+type Instance struct {
+	ID            string          `json:"id"`
+	Workflow      string          `json:"workflow"`
+	Version       int             `json:"version"`
+	Status        Status          `json:"status"`
+	CorrelationID string          `json:"correlation_id,omitempty"`
+	// Step is the index of the step running forward or being compensated.
+	Step int `json:"step"`
+	// Attempt is the number of the current step's latest attempt (0: none yet).
+	Attempt int `json:"attempt"`
+	// Pending is the command whose reply is awaited.
+	Pending *message.Envelope `json:"pending,omitempty"`
+	// TimerID and TimerPurpose name the saga's one live timer.
+	TimerID      string       `json:"timer_id,omitempty"`
+	TimerPurpose TimerPurpose `json:"timer_purpose,omitempty"`
+	// Done lists the forward steps to compensate, in the order they were done.
+	Done []int `json:"done,omitempty"`
+	// Cancelled is set when an operator cancelled the saga.
+	Cancelled bool `json:"cancelled,omitempty"`
+	// Error says why the saga is compensating or needs attention.
+	Error     string          `json:"error,omitempty"`
+	Input     json.RawMessage `json:"input,omitempty"`
+	State     json.RawMessage `json:"state,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
+// Record is one thing that happened to a saga, kept in its history.
+type Record struct {
+	Event   string    `json:"event"`
+	Step    string    `json:"step,omitempty"`
+	Attempt int       `json:"attempt,omitempty"`
+	Detail  string    `json:"detail,omitempty"`
+	At      time.Time `json:"at"`
+}
+
+// History event names.
+const (
+	EventStarted               = "saga.started"
+	EventCompleted             = "saga.completed"
+	EventCompensated           = "saga.compensated"
+	EventCancelled             = "saga.cancelled"
+	EventCancelRequested       = "saga.cancel_requested"
+	EventNeedsAttention        = "saga.needs_attention"
+	EventStepStarted           = "step.started"
+	EventStepSucceeded         = "step.succeeded"
+	EventStepRetryScheduled    = "step.retry_scheduled"
+	EventStepFailed            = "step.failed"
+	EventCompensationStarted   = "compensation.started"
+	EventCompensationSucceeded = "compensation.succeeded"
+	EventCompensationNone      = "compensation.none"
+	EventCompensationRetry     = "compensation.retry_scheduled"
+)
+
+// TimerSpec is a durable timer the saga wants set.
+type TimerSpec struct {
+	ID      string
+	DueAt   time.Time
+	Message message.Envelope
+}
+
+// Decision is what the Machine decided: the next instance, what happened,
+// the messages to send and the timers to set or cancel. The caller persists
+// Instance, Records, Send and Timers in one commit.
+type Decision struct {
+	Instance Instance
+	// State is the decoded state matching Instance.State, for callers that
+	// cache it.
+	State        any
+	Records      []Record
+	Send         []message.Envelope
+	Timers       []TimerSpec
+	CancelTimers []string
+}
+
+// Changed reports whether the decision changes the instance and so must be
+// committed. A decision can send without changing (a resumed saga re-sends
+// the command it awaits).
+func (d Decision) Changed() bool { return len(d.Records) > 0 }
+
+// Control messages the engine sends to saga instances on the saga queue.
+const (
+	// TypeTimerFired is delivered when a saga's timer is due.
+	TypeTimerFired = "sagaflow.SagaTimerFired.v1"
+	// TypeResume makes a saga take its next step (after start or restart).
+	TypeResume = "sagaflow.SagaResume.v1"
+	// TypeCancel asks a saga to stop and compensate.
+	TypeCancel = "sagaflow.SagaCancel.v1"
+)
+
+// TimerFired is the payload of TypeTimerFired.
+type TimerFired struct {
+	TimerID string `json:"timer_id"`
+}
+
+// ResumeSaga is the payload of TypeResume.
+type ResumeSaga struct{}
+
+// CancelSaga is the payload of TypeCancel.
+type CancelSaga struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// RegisterMessages registers the saga control messages in r.
+func RegisterMessages(r *message.Registry) error {
+	if err := message.Register[TimerFired](r, TypeTimerFired); err != nil {
+		return err
+	}
+	if err := message.Register[ResumeSaga](r, TypeResume); err != nil {
+		return err
+	}
+	return message.Register[CancelSaga](r, TypeCancel)
+}
