@@ -54,11 +54,11 @@ const (
 // Instance is the persisted state of one running saga: everything the
 // Machine needs to take the next decision, and nothing else.
 type Instance struct {
-	ID            string          `json:"id"`
-	Workflow      string          `json:"workflow"`
-	Version       int             `json:"version"`
-	Status        Status          `json:"status"`
-	CorrelationID string          `json:"correlation_id,omitempty"`
+	ID            string `json:"id"`
+	Workflow      string `json:"workflow"`
+	Version       int    `json:"version"`
+	Status        Status `json:"status"`
+	CorrelationID string `json:"correlation_id,omitempty"`
 	// Step is the index of the step running forward or being compensated.
 	Step int `json:"step"`
 	// Attempt is the number of the current step's latest attempt (0: none yet).
@@ -68,6 +68,12 @@ type Instance struct {
 	// TimerID and TimerPurpose name the saga's one live timer.
 	TimerID      string       `json:"timer_id,omitempty"`
 	TimerPurpose TimerPurpose `json:"timer_purpose,omitempty"`
+	// TimerDue is when the live timer is due; Resume sets it again from this.
+	TimerDue time.Time `json:"timer_due,omitzero"`
+	// Uncertain is set when an attempt of the current forward step timed
+	// out: the participant may have applied it, so the step is compensated
+	// (if it can be) when it later fails for good or the saga is cancelled.
+	Uncertain bool `json:"uncertain,omitempty"`
 	// Done lists the forward steps to compensate, in the order they were done.
 	Done []int `json:"done,omitempty"`
 	// Cancelled is set when an operator cancelled the saga.
@@ -96,6 +102,7 @@ const (
 	EventCompensated           = "saga.compensated"
 	EventCancelled             = "saga.cancelled"
 	EventCancelRequested       = "saga.cancel_requested"
+	EventTimerRearmed          = "saga.timer_rearmed"
 	EventNeedsAttention        = "saga.needs_attention"
 	EventStepStarted           = "step.started"
 	EventStepSucceeded         = "step.succeeded"

@@ -101,7 +101,9 @@ func (r *run) finish() (Decision, error) {
 
 // Resume makes the instance take its next step: after it was created, or
 // after an engine restart. A saga awaiting a reply sends its command again
-// with the same message ID (the participant deduplicates it).
+// with the same message ID (the participant deduplicates it), and a saga
+// with a live timer sets it again, since its firing may have been lost;
+// both are recorded, so the caller commits them.
 func Resume(ctx context.Context, wf Workflow, env Env, inst Instance, state any) (Decision, error) {
 	if inst.Status.Terminal() || inst.Status == StatusNeedsAttention {
 		return Decision{Instance: inst, State: state}, nil
@@ -110,12 +112,22 @@ func Resume(ctx context.Context, wf Workflow, env Env, inst Instance, state any)
 	if err != nil {
 		return Decision{}, err
 	}
-	if p := r.inst().Pending; p != nil {
-		r.dec.Send = append(r.dec.Send, p.Clone())
-		return r.dec, nil
+	in := r.inst()
+	if in.TimerID != "" {
+		// The timer's firing may have been published and lost with the
+		// process (the timer service deletes a timer once it published
+		// it). Setting it again under the same ID is harmless: whichever
+		// firing comes second finds the timer no longer live.
+		r.armTimer(in.TimerID, in.TimerPurpose, in.TimerDue)
+		r.record(EventTimerRearmed, in.Step, fmt.Sprintf("%s timer due %s", in.TimerPurpose, in.TimerDue.Format(time.RFC3339Nano)))
 	}
-	if err := r.advance(); err != nil {
-		return Decision{}, err
+	if p := in.Pending; p != nil {
+		r.dec.Send = append(r.dec.Send, p.Clone())
+	}
+	if in.Pending == nil && in.TimerID == "" {
+		if err := r.advance(); err != nil {
+			return Decision{}, err
+		}
 	}
 	return r.finish()
 }
@@ -155,6 +167,7 @@ func OnReply(ctx context.Context, wf Workflow, env Env, inst Instance, state any
 		in.Done = append(in.Done, in.Step)
 		in.Step++
 		in.Attempt = 0
+		in.Uncertain = false
 	}
 	if err := r.advance(); err != nil {
 		return Decision{}, err
@@ -174,13 +187,14 @@ func OnTimer(ctx context.Context, wf Workflow, env Env, inst Instance, state any
 	}
 	in := r.inst()
 	purpose := in.TimerPurpose
-	in.TimerID, in.TimerPurpose = "", ""
+	in.TimerID, in.TimerPurpose, in.TimerDue = "", "", time.Time{}
 	if purpose == TimerTimeout && in.Pending != nil {
 		in.Pending = nil
 		timeout := fmt.Errorf("no reply within %v", r.steps[in.Step].Timeout)
 		if in.Status == StatusCompensating {
 			r.compensationAttemptFailed(timeout, true)
 		} else {
+			in.Uncertain = true
 			r.attemptFailed(timeout, true, true)
 		}
 	}
@@ -191,9 +205,10 @@ func OnTimer(ctx context.Context, wf Workflow, env Env, inst Instance, state any
 }
 
 // Cancel stops a running saga and compensates its completed steps in
-// reverse order. A step whose command is in flight is compensated too,
-// since it may have been applied: compensations must tolerate having
-// nothing to undo. Cancelling a compensating saga marks it cancelled.
+// reverse order. A step whose command is in flight, or one of whose
+// attempts timed out, is compensated too, since it may have been applied:
+// compensations must tolerate having nothing to undo. Cancelling a
+// compensating saga marks it cancelled.
 func Cancel(ctx context.Context, wf Workflow, env Env, inst Instance, state any, reason string) (Decision, error) {
 	if inst.Status.Terminal() || inst.Status == StatusNeedsAttention {
 		return Decision{}, fmt.Errorf("saga %s is %s: %w", inst.ID, inst.Status, ErrTerminal)
@@ -209,7 +224,7 @@ func Cancel(ctx context.Context, wf Workflow, env Env, inst Instance, state any,
 	}
 	r.record(EventCancelRequested, -1, reason)
 	if in.Status == StatusRunning {
-		if in.Pending != nil && r.steps[in.Step].Compensable {
+		if (in.Pending != nil || in.Uncertain) && r.steps[in.Step].Compensable {
 			in.Done = append(in.Done, in.Step)
 		}
 		in.Pending = nil
@@ -228,7 +243,7 @@ func (r *run) clearTimer() {
 	if in.TimerID != "" {
 		r.dec.CancelTimers = append(r.dec.CancelTimers, in.TimerID)
 	}
-	in.TimerID, in.TimerPurpose = "", ""
+	in.TimerID, in.TimerPurpose, in.TimerDue = "", "", time.Time{}
 }
 
 func (r *run) popDone() {
@@ -241,6 +256,7 @@ func (r *run) beginCompensation() {
 	in := r.inst()
 	in.Status = StatusCompensating
 	in.Attempt = 0
+	in.Uncertain = false
 }
 
 // attemptFailed handles a failed forward attempt: retry it if the policy
@@ -257,11 +273,12 @@ func (r *run) attemptFailed(err error, retryable, unknownOutcome bool) {
 }
 
 // stepFailed fails the current step for good and starts compensation. A
-// step that may have been applied is compensated too, if it can be.
+// step that may have been applied (by this attempt, or by an earlier one
+// that timed out) is compensated too, if it can be.
 func (r *run) stepFailed(err error, mayBeApplied bool) {
 	in := r.inst()
 	r.record(EventStepFailed, in.Step, err.Error())
-	if mayBeApplied && r.steps[in.Step].Compensable {
+	if (mayBeApplied || in.Uncertain) && r.steps[in.Step].Compensable {
 		in.Done = append(in.Done, in.Step)
 	}
 	in.Error = fmt.Sprintf("step %q failed: %v", r.steps[in.Step].Name, err)
@@ -288,8 +305,15 @@ func (r *run) scheduleRetry(p RetryPolicy, cause error, event string) {
 }
 
 func (r *run) setTimer(purpose TimerPurpose, due time.Time) {
+	r.armTimer(r.env.NewID(), purpose, due)
+}
+
+// armTimer makes timer id with purpose, due at due, the saga's live timer.
+func (r *run) armTimer(id string, purpose TimerPurpose, due time.Time) {
 	in := r.inst()
-	id := r.env.NewID()
+	if due.IsZero() {
+		due = r.env.Now
+	}
 	typeName, payload, err := r.env.Encode(TimerFired{TimerID: id})
 	if err != nil {
 		// The control types are registered by the engine; a failure here
@@ -302,7 +326,7 @@ func (r *run) setTimer(purpose TimerPurpose, due time.Time) {
 		OccurredAt: r.env.Now, Payload: payload,
 	}
 	r.dec.Timers = append(r.dec.Timers, TimerSpec{ID: id, DueAt: due, Message: msg})
-	in.TimerID, in.TimerPurpose = id, purpose
+	in.TimerID, in.TimerPurpose, in.TimerDue = id, purpose, due
 }
 
 // maxAdvance bounds the steps one transition may take: each step at most
