@@ -1,0 +1,173 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v3"
+
+	"github.com/sagaflow/sagaflow/client"
+	"github.com/sagaflow/sagaflow/engine"
+	"github.com/sagaflow/sagaflow/workflows"
+)
+
+func addrFlag() cli.Flag {
+	return &cli.StringFlag{Name: "addr", Value: "127.0.0.1:8080", Usage: "admin API address of the engine", Sources: cli.EnvVars("SAGAFLOW_ADMIN_ADDR")}
+}
+
+func jsonFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"}
+}
+
+func startCommand(stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:      "start",
+		Usage:     "start a saga and (with --wait) print its outcome",
+		ArgsUsage: "WORKFLOW",
+		Flags: []cli.Flag{
+			addrFlag(), jsonFlag(),
+			&cli.StringFlag{Name: "input", Value: "{}", Usage: "the workflow's input as JSON"},
+			&cli.StringFlag{Name: "id", Usage: "saga ID (idempotency key; default: a new one)"},
+			&cli.StringFlag{Name: "correlation-id", Usage: "business correlation ID"},
+			&cli.BoolFlag{Name: "wait", Value: true, Usage: "wait for the saga to finish"},
+			&cli.DurationFlag{Name: "timeout", Value: time.Minute, Usage: "how long --wait waits"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			if cmd.Args().Len() != 1 {
+				return fmt.Errorf("start takes one argument, the workflow name (got %d)", cmd.Args().Len())
+			}
+			input := json.RawMessage(cmd.String("input"))
+			if !json.Valid(input) {
+				return fmt.Errorf("--input is not valid JSON: %s", cmd.String("input"))
+			}
+			c := client.New(cmd.String("addr"))
+			id, err := c.Start(ctx, engine.StartRequest{Workflow: cmd.Args().First(), Input: input, ID: cmd.String("id"), CorrelationID: cmd.String("correlation-id")})
+			if err != nil {
+				return err
+			}
+			if !cmd.Bool("wait") {
+				fmt.Fprintln(stdout, id)
+				return nil
+			}
+			wctx, cancel := context.WithTimeout(ctx, cmd.Duration("timeout"))
+			defer cancel()
+			s, err := c.Wait(wctx, id)
+			if err != nil {
+				return err
+			}
+			return printSaga(stdout, s, cmd.Bool("json"))
+		},
+	}
+}
+
+func getCommand(stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:      "get",
+		Usage:     "show a saga and its history",
+		ArgsUsage: "SAGA_ID",
+		Flags:     []cli.Flag{addrFlag(), jsonFlag()},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			if cmd.Args().Len() != 1 {
+				return fmt.Errorf("get takes one argument, the saga ID (got %d)", cmd.Args().Len())
+			}
+			s, err := client.New(cmd.String("addr")).Get(ctx, cmd.Args().First())
+			if err != nil {
+				return err
+			}
+			return printSaga(stdout, s, cmd.Bool("json"))
+		},
+	}
+}
+
+func listCommand(stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:  "list",
+		Usage: "list sagas",
+		Flags: []cli.Flag{
+			addrFlag(), jsonFlag(),
+			&cli.StringFlag{Name: "status", Usage: "comma-separated statuses to keep"},
+			&cli.StringFlag{Name: "workflow", Usage: "workflow to keep"},
+			&cli.StringFlag{Name: "after", Usage: "cursor from the previous page"},
+			&cli.IntFlag{Name: "limit", Value: 50, Usage: "rows per page"},
+		},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			req := engine.ListRequest{Workflow: cmd.String("workflow"), After: cmd.String("after"), Limit: cmd.Int("limit")}
+			for _, s := range strings.Split(cmd.String("status"), ",") {
+				if s = strings.TrimSpace(s); s != "" {
+					req.Status = append(req.Status, workflows.Status(s))
+				}
+			}
+			resp, err := client.New(cmd.String("addr")).List(ctx, req)
+			if err != nil {
+				return err
+			}
+			if cmd.Bool("json") {
+				return writeJSONTo(stdout, resp)
+			}
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tWORKFLOW\tSTATUS\tUPDATED")
+			for _, s := range resp.Sagas {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.ID, s.Workflow, s.Status, s.UpdatedAt.Format(time.RFC3339))
+			}
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if resp.Next != "" {
+				fmt.Fprintf(stdout, "more: --after %s\n", resp.Next)
+			}
+			return nil
+		},
+	}
+}
+
+func cancelCommand(stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:      "cancel",
+		Usage:     "cancel a saga: stop it and compensate its completed steps",
+		ArgsUsage: "SAGA_ID",
+		Flags:     []cli.Flag{addrFlag(), &cli.StringFlag{Name: "reason", Usage: "why, for the history"}},
+		Action: func(ctx context.Context, cmd *cli.Command) error {
+			if cmd.Args().Len() != 1 {
+				return fmt.Errorf("cancel takes one argument, the saga ID (got %d)", cmd.Args().Len())
+			}
+			if err := client.New(cmd.String("addr")).Cancel(ctx, cmd.Args().First(), cmd.String("reason")); err != nil {
+				return err
+			}
+			fmt.Fprintln(stdout, "cancelling", cmd.Args().First())
+			return nil
+		},
+	}
+}
+
+func writeJSONTo(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printSaga prints a saga's outcome and history as a human table, or JSON.
+func printSaga(w io.Writer, s engine.Saga, asJSON bool) error {
+	if asJSON {
+		return writeJSONTo(w, s)
+	}
+	fmt.Fprintf(w, "saga %s (%s v%d): %s\n", s.ID, s.Workflow, s.Version, s.Status)
+	if s.Error != "" {
+		fmt.Fprintf(w, "  reason: %s\n", s.Error)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TIME\tEVENT\tSTEP\tATTEMPT\tDETAIL")
+	start := s.CreatedAt
+	for _, r := range s.History {
+		attempt := ""
+		if r.Attempt > 0 {
+			attempt = fmt.Sprint(r.Attempt)
+		}
+		fmt.Fprintf(tw, "  +%s\t%s\t%s\t%s\t%s\n", r.At.Sub(start).Round(time.Millisecond), r.Event, r.Step, attempt, r.Detail)
+	}
+	return tw.Flush()
+}

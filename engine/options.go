@@ -1,0 +1,107 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/sagaflow/sagaflow/store"
+	"github.com/sagaflow/sagaflow/transport"
+)
+
+// Options configure an Engine. The zero value runs the embedded default in
+// ./sagaflow-data with the admin API on 127.0.0.1:8080.
+type Options struct {
+	// Name names this engine: it is the saga queue's name and the source of
+	// the messages it sends (default "sagaflow").
+	Name string
+	// DataDir holds the embedded store when Store is nil (default "sagaflow-data").
+	DataDir string
+	// Store overrides the embedded store.
+	Store store.Store
+	// Transport overrides the in-process transport.
+	Transport transport.Transport
+	// Partitions is the number of partitions per queue (default 16).
+	Partitions int
+	// Prefetch bounds unsettled deliveries per partition (default 64).
+	Prefetch int
+	// IdleTimeout passivates a key's actor after this long without
+	// messages (default 2m; negative: never).
+	IdleTimeout time.Duration
+	// AdminAddr is where the admin HTTP API listens (default
+	// "127.0.0.1:8080"; "off" disables it; port 0 picks a free port).
+	AdminAddr string
+	// TimerInterval is how often due timers are looked for (default 20ms).
+	TimerInterval time.Duration
+	// RelayInterval is how often the outbox relay looks for unpublished
+	// messages (default 1s).
+	RelayInterval time.Duration
+	// ShutdownTimeout bounds the graceful stop (default 10s).
+	ShutdownTimeout time.Duration
+	// Logger receives the engine's logs (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the engine's clock (default time.Now).
+	Now func() time.Time
+}
+
+// AdminOff is the AdminAddr value that disables the admin API.
+const AdminOff = "off"
+
+func (o Options) withDefaults() Options {
+	if o.Name == "" {
+		o.Name = "sagaflow"
+	}
+	if o.DataDir == "" {
+		o.DataDir = "sagaflow-data"
+	}
+	if o.Partitions == 0 {
+		o.Partitions = transport.DefaultPartitions
+	}
+	if o.Prefetch == 0 {
+		o.Prefetch = 64
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = 2 * time.Minute
+	}
+	if o.AdminAddr == "" {
+		o.AdminAddr = "127.0.0.1:8080"
+	}
+	if o.TimerInterval == 0 {
+		o.TimerInterval = 20 * time.Millisecond
+	}
+	if o.RelayInterval == 0 {
+		o.RelayInterval = time.Second
+	}
+	if o.ShutdownTimeout == 0 {
+		o.ShutdownTimeout = 10 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// validate names every setting that cannot work.
+func (o Options) validate() error {
+	var errs []error
+	if o.Partitions < 1 || o.Partitions > 4096 {
+		errs = append(errs, fmt.Errorf("partitions %d: want 1 to 4096", o.Partitions))
+	}
+	if o.Prefetch < 1 || o.Prefetch > 65535 {
+		errs = append(errs, fmt.Errorf("prefetch %d: want 1 to 65535", o.Prefetch))
+	}
+	if o.TimerInterval < time.Millisecond {
+		errs = append(errs, fmt.Errorf("timer interval %v: want at least 1ms", o.TimerInterval))
+	}
+	if o.RelayInterval < time.Millisecond {
+		errs = append(errs, fmt.Errorf("relay interval %v: want at least 1ms", o.RelayInterval))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("engine options: %w", errors.Join(errs...))
+}
