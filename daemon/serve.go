@@ -60,7 +60,7 @@ func serveCommand(setup Setup, stdout, stderr io.Writer) *cli.Command {
 				return err
 			case <-e.Ready():
 			}
-			fmt.Fprintf(stdout, "sagaflow %s running; admin API at %s\n", opts.Name, e.AdminURL())
+			fmt.Fprintf(stdout, "sagaflow engine %q running; admin API at %s\n", opts.Name, e.AdminURL())
 			for _, wf := range e.Workflows() {
 				fmt.Fprintf(stdout, "  workflow %s v%d\n", wf.Name(), wf.Version())
 			}
