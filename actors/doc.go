@@ -17,7 +17,9 @@
 //     message that keeps panicking is dead-lettered by the transport's
 //     delivery limit.
 //   - Passivation stops an idle actor only when its router has forwarded it
-//     no message it has not finished, so no queued message is dropped.
+//     no message it has not finished, so no queued message is dropped. The
+//     router decides on a ticker of its own; Proto.Actor's receive timeout
+//     is not used (it races at the pinned version, asynkron/protoactor-go#1139).
 //   - Store errors are retried in place with bounded back-off, so a later
 //     message of the same key does not overtake the failing one; after the
 //     budget the delivery is requeued.

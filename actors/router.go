@@ -16,11 +16,8 @@ type deliveryMsg struct {
 	d transport.Delivery
 }
 
-// passivateRequest is sent by an idle keyed actor to its router.
-type passivateRequest struct {
-	key string
-	pid *actor.PID
-}
+// passivationTick makes a router stop the keyed actors that have been idle.
+type passivationTick struct{}
 
 // entity is the per-key logic a keyed actor runs: load state on demand,
 // handle one delivery at a time, settle it.
@@ -32,22 +29,36 @@ type entity interface {
 // spawns (and the supervisor when it restarts) the key's actor.
 type EntityFactory func(key string) entity
 
+// activity is what a keyed actor reports to its router without messages:
+// how many deliveries it finished (across restarts) and when it last
+// finished one.
+type activity struct {
+	finished atomic.Uint64
+	lastDone atomic.Int64 // unix nanoseconds
+}
+
 // child is the router's record of one keyed actor.
 type child struct {
 	pid       *actor.PID
 	forwarded uint64
-	finished  *atomic.Uint64 // deliveries the actor finished, across restarts
+	activity  *activity
 }
 
 // routerActor owns the keyed actors of one partition of one queue: it
 // spawns the actor of a key on its first delivery, forwards deliveries in
-// arrival order, and stops an idle actor only when it has finished every
-// delivery forwarded to it.
+// arrival order, and on each passivation tick stops the actors that have
+// been idle for the idle time and have finished every delivery forwarded
+// to them, so a stopped mailbox never drops a message.
+//
+// Passivation does not use Proto.Actor's receive timeout: at the pinned
+// version its timer races with the mailbox (asynkron/protoactor-go#1139),
+// and a timer per actor costs memory that an idle actor should not.
 type routerActor struct {
 	newEntity EntityFactory
 	idle      time.Duration
 	children  map[string]*child
 	ctx       context.Context
+	stopTick  chan struct{}
 }
 
 // RouterProps returns the props of a partition router whose keyed actors
@@ -65,26 +76,23 @@ func (r *routerActor) Receive(c actor.Context) {
 		key := m.d.Envelope().Key
 		ch, ok := r.children[key]
 		if !ok {
-			ch = &child{finished: new(atomic.Uint64)}
-			finished, newEntity, idle, ctx := ch.finished, r.newEntity, r.idle, r.ctx
+			act := &activity{}
+			act.lastDone.Store(time.Now().UnixNano())
+			newEntity, ctx := r.newEntity, r.ctx
 			props := actor.PropsFromProducer(func() actor.Actor {
-				return &keyedActor{key: key, entity: newEntity(key), finished: finished, idle: idle, ctx: ctx}
+				return &keyedActor{key: key, entity: newEntity(key), activity: act, ctx: ctx}
 			})
-			ch.pid = c.Spawn(props)
+			ch = &child{pid: c.Spawn(props), activity: act}
 			r.children[key] = ch
 		}
 		ch.forwarded++
 		c.Send(ch.pid, m)
-	case *passivateRequest:
-		ch, ok := r.children[m.key]
-		if !ok || !ch.pid.Equal(m.pid) {
-			return
-		}
-		if ch.finished.Load() != ch.forwarded {
-			return // deliveries are queued: stay alive
-		}
-		delete(r.children, m.key)
-		c.Stop(ch.pid)
+	case *passivationTick:
+		r.passivateIdle(c)
+	case *actor.Started:
+		r.startTicker(c)
+	case *actor.Stopping, *actor.Restarting:
+		r.stopTicker()
 	case *actor.Terminated:
 		for key, ch := range r.children {
 			if ch.pid.Equal(m.Who) {
@@ -94,33 +102,72 @@ func (r *routerActor) Receive(c actor.Context) {
 	}
 }
 
+// startTicker starts the goroutine that sends passivation ticks every half
+// idle time; the router stops it when it stops or restarts.
+func (r *routerActor) startTicker(c actor.Context) {
+	if r.idle <= 0 || r.stopTick != nil {
+		return
+	}
+	stop := make(chan struct{})
+	r.stopTick = stop
+	every := max(r.idle/2, time.Millisecond)
+	system, self := c.ActorSystem(), c.Self()
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				system.Root.Send(self, &passivationTick{})
+			}
+		}
+	}()
+}
+
+func (r *routerActor) stopTicker() {
+	if r.stopTick != nil {
+		close(r.stopTick)
+		r.stopTick = nil
+	}
+}
+
+// passivateIdle stops every child idle for the idle time with nothing in
+// its mailbox.
+func (r *routerActor) passivateIdle(c actor.Context) {
+	cutoff := time.Now().Add(-r.idle).UnixNano()
+	for key, ch := range r.children {
+		if ch.activity.finished.Load() != ch.forwarded || ch.activity.lastDone.Load() > cutoff {
+			continue
+		}
+		delete(r.children, key)
+		c.Stop(ch.pid)
+	}
+}
+
 // keyedActor runs one key's entity. A panic while handling requeues the
 // delivery and is re-raised so the supervisor restarts the actor with a
 // fresh entity that reloads its state.
 type keyedActor struct {
 	key      string
 	entity   entity
-	finished *atomic.Uint64
-	idle     time.Duration
+	activity *activity
 	ctx      context.Context
 }
 
 // Receive implements actor.Actor.
 func (k *keyedActor) Receive(c actor.Context) {
-	switch m := c.Message().(type) {
-	case *actor.Started:
-		if k.idle > 0 {
-			c.SetReceiveTimeout(k.idle)
-		}
-	case *actor.ReceiveTimeout:
-		c.Send(c.Parent(), &passivateRequest{key: k.key, pid: c.Self()})
-	case *deliveryMsg:
+	if m, ok := c.Message().(*deliveryMsg); ok {
 		k.receiveDelivery(m.d)
 	}
 }
 
 func (k *keyedActor) receiveDelivery(d transport.Delivery) {
-	defer k.finished.Add(1)
+	defer func() {
+		k.activity.lastDone.Store(time.Now().UnixNano())
+		k.activity.finished.Add(1)
+	}()
 	defer func() {
 		if p := recover(); p != nil {
 			e := d.Envelope()
