@@ -280,8 +280,20 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	timers := actors.NewTimerService(e.deps)
 	timers.Interval = o.TimerInterval
 	g.Go(func() error { return timers.Run(gctx) })
-	g.Go(func() error { return e.resumeUnfinished(gctx) })
 
+	// Resume what was unfinished before taking new work, so that the scan
+	// sees only sagas of the previous run.
+	if err := e.resumeUnfinished(ctx); err != nil {
+		stopWork()
+		_ = g.Wait()
+		for _, c := range consumers {
+			c.Stop()
+		}
+		if srv != nil {
+			_ = srv.Close()
+		}
+		return err
+	}
 	e.running.Store(true)
 	close(e.ready)
 	e.logger.Info("sagaflow engine running", "name", o.Name, "admin", e.AdminURL(), "partitions", o.Partitions)

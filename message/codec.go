@@ -49,10 +49,15 @@ func MarshalEnvelope(e Envelope, maxSize int) ([]byte, error) {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxSize
 	}
-	data, err := json.Marshal(e)
-	if err != nil {
+	// Not json.Marshal: it escapes <, > and & in the payload, so the bytes
+	// a consumer gets would differ from those published.
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
 		return nil, fmt.Errorf("encode envelope %q of type %q: %w", e.ID, e.Type, err)
 	}
+	data := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if len(data) > maxSize {
 		return nil, fmt.Errorf("%w: message %q of type %q is %d bytes, limit %d", ErrPayloadTooLarge, e.ID, e.Type, len(data), maxSize)
 	}

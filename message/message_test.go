@@ -182,6 +182,22 @@ func TestEnvelopeRoundTripAndValidation(t *testing.T) {
 	}
 }
 
+func TestMarshalEnvelopeKeepsPayloadBytes(t *testing.T) {
+	e := validEnvelope()
+	e.Payload = json.RawMessage(`{"sku":"<b> & \u00e9 é"}`)
+	data, err := message.MarshalEnvelope(e, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := message.UnmarshalEnvelope(data, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Payload) != string(e.Payload) {
+		t.Errorf("payload changed in transit: %s, want %s", got.Payload, e.Payload)
+	}
+}
+
 func TestCloneDoesNotShareHeadersOrPayload(t *testing.T) {
 	e := validEnvelope()
 	c := e.Clone()

@@ -1,7 +1,9 @@
 package inmem
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -113,7 +115,7 @@ func (t *Transport) Publish(ctx context.Context, e message.Envelope) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
-	data, err := message.MarshalEnvelope(e, t.cfg.maxSize)
+	data, err := encode(e, t.cfg.maxSize)
 	if err != nil {
 		return err
 	}
@@ -217,6 +219,26 @@ func (t *Transport) deadLetter(queue string, it *item, reason error) {
 		t.cfg.logger.Warn("inmem: dead-letter list full; dropped the oldest", "capacity", t.cfg.deadCapacity, "dropped_total", t.dropped)
 	}
 	t.dead = append(t.dead, dl)
+}
+
+// encode is message.MarshalEnvelope without HTML escaping, which would
+// rewrite '<', '>' and '&' in the payload: a message must come back byte
+// for byte.
+func encode(e message.Envelope, maxSize int) ([]byte, error) {
+	if maxSize <= 0 {
+		maxSize = message.DefaultMaxSize
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, fmt.Errorf("inmem: encode envelope %q of type %q: %w", e.ID, e.Type, err)
+	}
+	data := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if len(data) > maxSize {
+		return nil, fmt.Errorf("%w: message %q of type %q is %d bytes, limit %d", message.ErrPayloadTooLarge, e.ID, e.Type, len(data), maxSize)
+	}
+	return data, nil
 }
 
 func reasonText(err error) string {

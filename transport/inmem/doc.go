@@ -6,9 +6,10 @@
 // partition, so a key's order holds) and DeadLetter; a delivery limit past
 // which a requeued message is dead-lettered with its last reason.
 //
-// Messages are copied on publish (encoded with message.MarshalEnvelope,
-// which enforces the size limit) and decoded afresh on every delivery, so
-// publisher and consumers never share memory.
+// Messages are copied on publish (encoded as message.MarshalEnvelope does,
+// with the size limit, but without HTML escaping, so payload bytes come back
+// unchanged) and decoded afresh on every delivery, so publisher and
+// consumers never share memory.
 //
 // Nothing survives the process: after a crash the engine recovers from the
 // store (the outbox relay and the resume of unfinished sagas). Pending

@@ -127,7 +127,7 @@ func (q *queue) deliverLoop(ctx context.Context, c *consumer, p, prefetch int, h
 		part.pending[0] = nil
 		part.pending = part.pending[1:]
 		it.attempts++
-		l := &lease{q: q, p: p, it: it, owner: c}
+		l := &lease{q: q, p: p, it: it, attempt: it.attempts, owner: c}
 		part.inflight = append(part.inflight, l)
 		q.mu.Unlock()
 
@@ -148,6 +148,7 @@ type lease struct {
 	p       int
 	it      *item
 	env     message.Envelope
+	attempt int // it.attempts when delivered; it.attempts grows on redelivery
 	owner   *consumer
 	settled bool // guarded by q.mu
 	revoked bool // guarded by q.mu: its consumer stopped and it was requeued
@@ -160,7 +161,7 @@ func (l *lease) Envelope() message.Envelope { return l.env }
 func (l *lease) Partition() int { return l.p }
 
 // Attempt counts deliveries of the message, from 1.
-func (l *lease) Attempt() int { return l.it.attempts }
+func (l *lease) Attempt() int { return l.attempt }
 
 // settle marks the lease settled and removes it from the partition's
 // in-flight list.
@@ -196,7 +197,7 @@ func (l *lease) Requeue(_ context.Context, reason error) error {
 		l.q.mu.Unlock()
 		return err
 	}
-	over := l.it.attempts >= l.q.t.cfg.limit
+	over := l.attempt >= l.q.t.cfg.limit
 	if !over {
 		part := l.q.parts[l.p]
 		part.pending = append([]*item{l.it}, part.pending...)
