@@ -1,17 +1,25 @@
 package inmem
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/transport"
+)
+
+// Defaults of the options.
+const (
+	// DefaultDeliveryLimit is how many deliveries a message gets, when
+	// each is requeued, before it is dead-lettered.
+	DefaultDeliveryLimit = 20
+	// DefaultDeadLetterCapacity is how many dead letters are kept.
+	DefaultDeadLetterCapacity = 10_000
 )
 
 // Option configures a Transport.
@@ -25,59 +33,81 @@ type config struct {
 	logger       *slog.Logger
 }
 
-// WithPartitions sets the partitions per queue (default transport.DefaultPartitions).
+// WithPartitions sets the number of partitions per queue (default
+// transport.DefaultPartitions; values below 1 mean 1). Every process that
+// shares keys must use the same number.
 func WithPartitions(n int) Option { return func(c *config) { c.partitions = n } }
 
-// WithDeliveryLimit sets how many deliveries a message gets before a
-// requeue dead-letters it (default 20).
+// WithDeliveryLimit sets how many deliveries a message gets when each one
+// is requeued: the Requeue of delivery number n dead-letters it with the
+// reason given (default DefaultDeliveryLimit; values below 1 mean 1).
 func WithDeliveryLimit(n int) Option { return func(c *config) { c.limit = n } }
 
-// WithMaxMessageSize sets the largest encoded envelope accepted (default
-// message.DefaultMaxSize).
+// WithMaxMessageSize sets the largest encoded envelope, in bytes, that
+// Publish accepts (default and values below 1: message.DefaultMaxSize).
 func WithMaxMessageSize(bytes int) Option { return func(c *config) { c.maxSize = bytes } }
 
-// WithDeadLetterCapacity bounds the dead-letter list (default 10,000);
-// the oldest are dropped, counted and logged.
+// WithDeadLetterCapacity bounds the dead-letter list (default
+// DefaultDeadLetterCapacity; values below 1 mean 1). When it is full the
+// oldest letter is dropped; see Transport.DroppedDeadLetters.
 func WithDeadLetterCapacity(n int) Option { return func(c *config) { c.deadCapacity = n } }
 
 // WithLogger sets the logger (default slog.Default()).
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
-// Transport is the in-process transport. It is safe for concurrent use.
+// Transport is the in-process transport.Transport. It is safe for
+// concurrent use. Its zero value is not usable; call New.
 type Transport struct {
-	cfg    config
-	mu     sync.Mutex
+	cfg  config
+	done chan struct{} // closed by Close
+
+	mu     sync.RWMutex // guards closed, queues, bindings
 	closed bool
-	done   chan struct{}
 	queues map[string]*queue
 	// bindings maps an event type to the queues that subscribe to it.
 	bindings map[string][]*queue
-	dead     []transport.DeadLetter
-	dropped  int
-	wg       sync.WaitGroup
+
+	consumers sync.WaitGroup // running Consume calls
+
+	deadMu sync.Mutex
+	dead   deadLetters
 }
 
 var _ transport.Transport = (*Transport)(nil)
 
-// New returns an empty in-process transport.
+// New returns an in-process transport with no queues.
 func New(opts ...Option) *Transport {
-	cfg := config{partitions: transport.DefaultPartitions, limit: 20, maxSize: message.DefaultMaxSize, deadCapacity: 10_000, logger: slog.Default()}
+	cfg := config{
+		partitions:   transport.DefaultPartitions,
+		limit:        DefaultDeliveryLimit,
+		maxSize:      message.DefaultMaxSize,
+		deadCapacity: DefaultDeadLetterCapacity,
+		logger:       slog.Default(),
+	}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.partitions < 1 {
-		cfg.partitions = 1
+	cfg.partitions = max(cfg.partitions, 1)
+	cfg.limit = max(cfg.limit, 1)
+	cfg.deadCapacity = max(cfg.deadCapacity, 1)
+	if cfg.maxSize < 1 {
+		cfg.maxSize = message.DefaultMaxSize
 	}
-	if cfg.limit < 1 {
-		cfg.limit = 1
+	if cfg.logger == nil {
+		cfg.logger = slog.Default()
 	}
-	if cfg.deadCapacity < 1 {
-		cfg.deadCapacity = 1
+	return &Transport{
+		cfg:      cfg,
+		done:     make(chan struct{}),
+		queues:   make(map[string]*queue),
+		bindings: make(map[string][]*queue),
+		dead:     deadLetters{size: cfg.deadCapacity},
 	}
-	return &Transport{cfg: cfg, done: make(chan struct{}), queues: make(map[string]*queue), bindings: make(map[string][]*queue)}
 }
 
-// Declare makes queue q exist with its partitions and binds it to q.Events.
+// Declare makes queue q exist with its partitions and binds it to the event
+// types in q.Events. Declaring again adds bindings and changes nothing
+// else: messages already queued stay, a binding is never doubled.
 func (t *Transport) Declare(_ context.Context, q transport.Queue) error {
 	if q.Name == "" {
 		return errors.New("inmem: declare: queue name is empty")
@@ -85,7 +115,7 @@ func (t *Transport) Declare(_ context.Context, q transport.Queue) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
-		return transport.ErrClosed
+		return fmt.Errorf("inmem: declare %s: %w", q.Name, transport.ErrClosed)
 	}
 	qu, ok := t.queues[q.Name]
 	if !ok {
@@ -93,21 +123,18 @@ func (t *Transport) Declare(_ context.Context, q transport.Queue) error {
 		t.queues[q.Name] = qu
 	}
 	for _, ev := range q.Events {
-		bound := false
-		for _, b := range t.bindings[ev] {
-			if b == qu {
-				bound = true
-			}
-		}
-		if !bound {
+		if !slices.Contains(t.bindings[ev], qu) {
 			t.bindings[ev] = append(t.bindings[ev], qu)
 		}
 	}
 	return nil
 }
 
-// Publish validates e, copies it and enqueues it on its destination queue
-// (commands and replies) or on every queue bound to its type (events).
+// Publish validates e, encodes it (which copies it and enforces the size
+// limit) and appends it to the partition of its key on its destination's
+// queue (commands and replies) or on every queue bound to its type
+// (events). An event no queue is bound to is dropped without error, as a
+// topic exchange does. When Publish returns nil the message is queued.
 func (t *Transport) Publish(ctx context.Context, e message.Envelope) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("inmem: publish %s: %w", e.ID, err)
@@ -115,75 +142,94 @@ func (t *Transport) Publish(ctx context.Context, e message.Envelope) error {
 	if err := e.Validate(); err != nil {
 		return err
 	}
-	data, err := encode(e, t.cfg.maxSize)
+	data, err := message.MarshalEnvelope(e, t.cfg.maxSize)
 	if err != nil {
 		return err
 	}
-	t.mu.Lock()
+	p := transport.Partition(e.Key, t.cfg.partitions)
+	// Pushing under the read lock means no Publish succeeds after Close.
+	t.mu.RLock()
+	defer t.mu.RUnlock()
 	if t.closed {
-		t.mu.Unlock()
-		return transport.ErrClosed
+		return fmt.Errorf("inmem: publish %s: %w", e.ID, transport.ErrClosed)
 	}
-	var targets []*queue
 	if e.Kind == message.KindEvent {
-		targets = append(targets, t.bindings[e.Type]...)
-	} else if q, ok := t.queues[e.Destination]; ok {
-		targets = append(targets, q)
+		for _, q := range t.bindings[e.Type] {
+			q.parts[p].push(&item{data: data, id: e.ID})
+		}
+		return nil
 	}
-	t.mu.Unlock()
-	if len(targets) == 0 && e.Kind != message.KindEvent {
+	q, ok := t.queues[e.Destination]
+	if !ok {
 		return fmt.Errorf("inmem: %s %s to %q: %w (declare the queue first)", e.Kind, e.ID, e.Destination, transport.ErrUnroutable)
 	}
-	p := transport.Partition(e.Key, t.cfg.partitions)
-	for _, q := range targets {
-		q.push(p, &item{data: data, id: e.ID})
-	}
+	q.parts[p].push(&item{data: data, id: e.ID})
 	return nil
 }
 
-// Consume delivers queue's messages to h until ctx is done; see
-// transport.Transport. A second consumer of the same queue waits until the
-// first one stops, then takes over its unsettled messages.
+// Consume delivers queue's messages to h until ctx is done or the
+// transport closes; see transport.Transport. Each partition is delivered
+// in order by its own goroutine, which calls h and keeps at most prefetch
+// of its deliveries unsettled. Only one Consume per queue is active: a
+// later one stands by until the active one returns, then gets, first, the
+// deliveries that one left unsettled. Consume waits for its goroutines
+// before it returns: nil when ctx ended, transport.ErrClosed when the
+// transport closed.
 func (t *Transport) Consume(ctx context.Context, queue string, prefetch int, h transport.Handler) error {
 	if prefetch < 1 {
 		return fmt.Errorf("inmem: consume %s: prefetch %d must be at least 1", queue, prefetch)
 	}
-	t.mu.Lock()
+	t.mu.RLock()
 	if t.closed {
-		t.mu.Unlock()
-		return transport.ErrClosed
+		t.mu.RUnlock()
+		return fmt.Errorf("inmem: consume %s: %w", queue, transport.ErrClosed)
 	}
 	q, ok := t.queues[queue]
 	if ok {
-		t.wg.Add(1)
+		t.consumers.Add(1) // before Close can Wait: it sets closed under the write lock first
 	}
-	t.mu.Unlock()
+	t.mu.RUnlock()
 	if !ok {
 		return fmt.Errorf("inmem: consume %s: %w (declare the queue first)", queue, transport.ErrUnroutable)
 	}
-	defer t.wg.Done()
+	defer t.consumers.Done()
+	if ctx.Err() != nil {
+		return nil
+	}
 	select {
 	case q.slot <- struct{}{}:
 	case <-ctx.Done():
 		return nil
 	case <-t.done:
-		return transport.ErrClosed
+		return fmt.Errorf("inmem: consume %s: %w", queue, transport.ErrClosed)
 	}
 	defer func() { <-q.slot }()
-	return q.serve(ctx, prefetch, h)
-}
-
-// DeadLetters returns up to limit dead letters, oldest first.
-func (t *Transport) DeadLetters(_ context.Context, limit int) ([]transport.DeadLetter, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if limit <= 0 || limit > len(t.dead) {
-		limit = len(t.dead)
+	if err := q.serve(ctx, prefetch, h); err != nil {
+		return fmt.Errorf("inmem: consume %s: %w", queue, err)
 	}
-	return append([]transport.DeadLetter(nil), t.dead[:limit]...), nil
+	return nil
 }
 
-// Close stops every consumer, waits for them, and refuses further calls.
+// DeadLetters returns up to limit dead letters (all of them when limit <=
+// 0), oldest first. The list holds at most the dead-letter capacity.
+func (t *Transport) DeadLetters(_ context.Context, limit int) ([]transport.DeadLetter, error) {
+	t.deadMu.Lock()
+	defer t.deadMu.Unlock()
+	return t.dead.oldest(limit), nil
+}
+
+// DroppedDeadLetters counts the dead letters dropped, oldest first, because
+// the list was at its capacity.
+func (t *Transport) DroppedDeadLetters() int {
+	t.deadMu.Lock()
+	defer t.deadMu.Unlock()
+	return t.dead.dropped
+}
+
+// Close stops every consumer and waits until each Consume has returned;
+// afterwards Declare, Publish and Consume fail with transport.ErrClosed.
+// Unsettled deliveries can no longer be settled. Dead letters stay
+// readable. Closing again does nothing.
 func (t *Transport) Close() error {
 	t.mu.Lock()
 	if t.closed {
@@ -192,53 +238,29 @@ func (t *Transport) Close() error {
 	}
 	t.closed = true
 	close(t.done)
-	queues := make([]*queue, 0, len(t.queues))
-	for _, q := range t.queues {
-		queues = append(queues, q)
-	}
 	t.mu.Unlock()
-	for _, q := range queues {
-		q.wake()
-	}
-	t.wg.Wait()
+	t.consumers.Wait()
 	return nil
 }
 
-// deadLetter records a dead letter, dropping the oldest past capacity.
-func (t *Transport) deadLetter(queue string, it *item, reason error) {
+// deadLetter records a dead letter of it, taken from queue after attempts
+// deliveries, dropping the oldest letter when the list is full.
+func (t *Transport) deadLetter(queue string, it *item, attempts int, reason error) {
 	env, err := message.UnmarshalEnvelope(it.data, t.cfg.maxSize)
 	if err != nil {
 		env = message.Envelope{ID: it.id}
 	}
-	dl := transport.DeadLetter{Message: env, Queue: queue, Reason: reasonText(reason), Attempts: it.attempts, At: time.Now()}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.dead) >= t.cfg.deadCapacity {
-		t.dead = t.dead[1:]
-		t.dropped++
-		t.cfg.logger.Warn("inmem: dead-letter list full; dropped the oldest", "capacity", t.cfg.deadCapacity, "dropped_total", t.dropped)
+	dl := transport.DeadLetter{Message: env, Queue: queue, Reason: reasonText(reason), Attempts: attempts}
+	t.deadMu.Lock()
+	dl.At = time.Now() // under the lock: the list is in At order
+	dropped := t.dead.add(dl)
+	total := t.dead.dropped
+	t.deadMu.Unlock()
+	// Log the 1st, 2nd, 4th, 8th... drop: enough to notice, never a flood.
+	if dropped && total&(total-1) == 0 {
+		t.cfg.logger.Warn("inmem: dead-letter list full; dropped the oldest",
+			"capacity", t.cfg.deadCapacity, "dropped_total", total)
 	}
-	t.dead = append(t.dead, dl)
-}
-
-// encode is message.MarshalEnvelope without HTML escaping, which would
-// rewrite '<', '>' and '&' in the payload: a message must come back byte
-// for byte.
-func encode(e message.Envelope, maxSize int) ([]byte, error) {
-	if maxSize <= 0 {
-		maxSize = message.DefaultMaxSize
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
-		return nil, fmt.Errorf("inmem: encode envelope %q of type %q: %w", e.ID, e.Type, err)
-	}
-	data := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	if len(data) > maxSize {
-		return nil, fmt.Errorf("%w: message %q of type %q is %d bytes, limit %d", message.ErrPayloadTooLarge, e.ID, e.Type, len(data), maxSize)
-	}
-	return data, nil
 }
 
 func reasonText(err error) string {

@@ -34,6 +34,8 @@ type mutant struct {
 	delivery func(d transport.Delivery) transport.Delivery
 	// opts are extra options for the wrapped transport.
 	opts []inmem.Option
+	// features, when set, changes what the suite is told.
+	features func(f *transporttest.Features)
 }
 
 func (m *mutant) Declare(ctx context.Context, q transport.Queue) error {
@@ -136,6 +138,25 @@ var mutants = map[string]struct {
 				return d.DeadLetter(ctx, errors.New("failed"))
 			}}
 		}
+	}},
+	"RedeliverySharesMemory": {"Requeue", func(m *mutant) {
+		// Every delivery of a message hands out the maps and slices of its
+		// first one.
+		var mu sync.Mutex
+		first := map[string]message.Envelope{}
+		m.delivery = func(d transport.Delivery) transport.Delivery {
+			mu.Lock()
+			defer mu.Unlock()
+			e, ok := first[d.Envelope().ID]
+			if !ok {
+				e = d.Envelope()
+				first[e.ID] = e
+			}
+			return &spoiled{Delivery: d, envelope: func() message.Envelope { return e }}
+		}
+	}},
+	"ClaimsPersistent": {"Persistent", func(m *mutant) {
+		m.features = func(f *transporttest.Features) { f.Persistent = true }
 	}},
 	"IgnoresDeliveryLimit": {"DeliveryLimit", func(m *mutant) {
 		m.opts = []inmem.Option{inmem.WithDeliveryLimit(1000)}
@@ -310,6 +331,11 @@ func TestMutant(t *testing.T) {
 	}
 	f := features
 	f.RedeliveryTimeout = 2 * time.Second // what a mutant loses never comes
+	probe := &mutant{}
+	mu.spoil(probe)
+	if probe.features != nil {
+		probe.features(&f)
+	}
 	transporttest.Run(t, func(t *testing.T) transport.Transport {
 		m := &mutant{}
 		mu.spoil(m)

@@ -4,106 +4,131 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/transport"
 )
 
-// item is one message in a partition.
+// item is one message in one queue's partition. An event copied to several
+// queues is one item per queue sharing the same (read-only) bytes.
 type item struct {
-	data     []byte
-	id       string
-	attempts int
+	data     []byte // the encoded envelope
+	id       string // the message ID, for errors
+	seq      uint64 // publish order within the partition
+	attempts int    // deliveries so far; guarded by the partition's mu
 }
 
-// partition is a FIFO of pending items plus the leases of the items
-// delivered and not yet settled, in delivery order.
+// partition is one FIFO of a queue. pending is always in publish order:
+// new items go to the back, and items that come back (Requeue, a stopped
+// consumer's unsettled deliveries) go to their place by seq, which is ahead
+// of every item not yet delivered. inflight holds the leases of the active
+// consumer's unsettled deliveries, in delivery order.
 type partition struct {
+	mu   sync.Mutex
+	cond *sync.Cond // on mu: pending grew, a lease was settled, or the consumer stops
+	// pending is bounded only by what producers publish; see the package doc.
 	pending  []*item
 	inflight []*lease
+	nextSeq  uint64
+}
+
+func newPartition() *partition {
+	p := &partition{}
+	p.cond = sync.NewCond(&p.mu)
+	return p
+}
+
+// push appends a newly published item.
+func (p *partition) push(it *item) {
+	p.mu.Lock()
+	it.seq = p.nextSeq
+	p.nextSeq++
+	p.pending = append(p.pending, it)
+	p.mu.Unlock()
+	p.cond.Broadcast()
+}
+
+// putBack returns a delivered item to pending, at its place in publish
+// order. The caller holds p.mu.
+func (p *partition) putBack(it *item) {
+	i := sort.Search(len(p.pending), func(i int) bool { return p.pending[i].seq > it.seq })
+	p.pending = slices.Insert(p.pending, i, it)
+}
+
+// revoke takes back the unsettled deliveries of consumer c: their leases
+// can no longer be settled and their items are pending again, in publish
+// order, ahead of everything not delivered yet.
+func (p *partition) revoke(c *consumer) {
+	p.mu.Lock()
+	for _, l := range p.inflight {
+		if l.owner == c {
+			l.revoked = true
+			p.putBack(l.it)
+		}
+	}
+	p.inflight = slices.DeleteFunc(p.inflight, func(l *lease) bool { return l.owner == c })
+	p.mu.Unlock()
+	p.cond.Broadcast()
 }
 
 // queue is one destination: its partitions and its consumer slot.
 type queue struct {
 	t    *Transport
 	name string
-	// slot holds a token while a consumer is active (single active consumer).
+	// slot holds a token while a consumer is active (single active
+	// consumer); standby consumers wait to send theirs.
 	slot  chan struct{}
-	mu    sync.Mutex
-	cond  *sync.Cond
 	parts []*partition
 }
 
 func newQueue(t *Transport, name string, partitions int) *queue {
 	q := &queue{t: t, name: name, slot: make(chan struct{}, 1), parts: make([]*partition, partitions)}
-	q.cond = sync.NewCond(&q.mu)
 	for i := range q.parts {
-		q.parts[i] = &partition{}
+		q.parts[i] = newPartition()
 	}
 	return q
 }
 
-func (q *queue) push(p int, it *item) {
-	q.mu.Lock()
-	q.parts[p].pending = append(q.parts[p].pending, it)
-	q.mu.Unlock()
-	q.cond.Broadcast()
-}
-
-func (q *queue) wake() {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	q.cond.Broadcast()
-}
-
-// consumer is one Consume call's state.
+// consumer is one active Consume call.
 type consumer struct {
-	stopped bool // guarded by q.mu
+	stopped atomic.Bool // set once, before the partitions' conds are broadcast
 }
 
-// serve runs one delivery loop per partition until ctx is done or the
-// transport closes, then requeues this consumer's unsettled deliveries at
-// the front of their partitions, in their original order.
+// serve runs one delivery loop per partition, and a goroutine that stops
+// them when ctx is done or the transport closes; it waits for all of them,
+// then takes back this consumer's unsettled deliveries.
 func (q *queue) serve(ctx context.Context, prefetch int, h transport.Handler) error {
 	c := &consumer{}
-	watchDone := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1 + len(q.parts))
 	go func() {
+		defer wg.Done()
 		select {
 		case <-ctx.Done():
 		case <-q.t.done:
-		case <-watchDone:
 		}
-		q.mu.Lock()
-		c.stopped = true
-		q.mu.Unlock()
-		q.cond.Broadcast()
+		c.stopped.Store(true)
+		for _, part := range q.parts {
+			// Under mu, so that no loop misses the wake-up between its
+			// check of stopped and its Wait.
+			part.mu.Lock()
+			part.cond.Broadcast()
+			part.mu.Unlock()
+		}
 	}()
-	var wg sync.WaitGroup
-	for p := range q.parts {
-		wg.Add(1)
+	for p, part := range q.parts {
 		go func() {
 			defer wg.Done()
-			q.deliverLoop(ctx, c, p, prefetch, h)
+			q.deliver(ctx, c, p, part, prefetch, h)
 		}()
 	}
 	wg.Wait()
-	close(watchDone)
-
-	q.mu.Lock()
 	for _, part := range q.parts {
-		var back []*item
-		for _, l := range part.inflight {
-			if l.owner == c && !l.settled {
-				l.settled, l.revoked = true, true
-				back = append(back, l.it)
-			}
-		}
-		part.inflight = slices.DeleteFunc(part.inflight, func(l *lease) bool { return l.owner == c })
-		part.pending = append(back, part.pending...)
+		part.revoke(c)
 	}
-	q.mu.Unlock()
-	q.cond.Broadcast()
 	select {
 	case <-q.t.done:
 		return transport.ErrClosed
@@ -112,28 +137,32 @@ func (q *queue) serve(ctx context.Context, prefetch int, h transport.Handler) er
 	}
 }
 
-func (q *queue) deliverLoop(ctx context.Context, c *consumer, p, prefetch int, h transport.Handler) {
-	part := q.parts[p]
+// deliver hands partition p's items to h in order, keeping at most
+// prefetch unsettled, until c stops.
+func (q *queue) deliver(ctx context.Context, c *consumer, p int, part *partition, prefetch int, h transport.Handler) {
 	for {
-		q.mu.Lock()
-		for !c.stopped && (len(part.pending) == 0 || len(part.inflight) >= prefetch) {
-			q.cond.Wait()
+		part.mu.Lock()
+		for !c.stopped.Load() && (len(part.pending) == 0 || len(part.inflight) >= prefetch) {
+			part.cond.Wait()
 		}
-		if c.stopped {
-			q.mu.Unlock()
+		if c.stopped.Load() {
+			part.mu.Unlock()
 			return
 		}
 		it := part.pending[0]
 		part.pending[0] = nil
 		part.pending = part.pending[1:]
 		it.attempts++
-		l := &lease{q: q, p: p, it: it, attempt: it.attempts, owner: c}
+		l := &lease{q: q, part: part, p: p, it: it, attempt: it.attempts, owner: c}
 		part.inflight = append(part.inflight, l)
-		q.mu.Unlock()
+		part.mu.Unlock()
 
+		// A fresh decode per delivery: consumers never share memory with
+		// the publisher or with each other.
 		env, err := message.UnmarshalEnvelope(it.data, q.t.cfg.maxSize)
 		if err != nil {
-			// Publish validated it; this is a bug, but lose nothing.
+			// Publish encoded and validated it, so this is a bug; park
+			// the message rather than lose it.
 			_ = l.DeadLetter(context.Background(), fmt.Errorf("inmem: stored message no longer decodes: %w", err))
 			continue
 		}
@@ -142,16 +171,18 @@ func (q *queue) deliverLoop(ctx context.Context, c *consumer, p, prefetch int, h
 	}
 }
 
-// lease is a delivery: one item handed to one consumer until settled.
+// lease is a delivery: one item handed to one consumer until it is settled
+// or the consumer stops (revoked).
 type lease struct {
 	q       *queue
+	part    *partition
 	p       int
 	it      *item
 	env     message.Envelope
-	attempt int // it.attempts when delivered; it.attempts grows on redelivery
+	attempt int // it.attempts at delivery; it.attempts grows on redelivery
 	owner   *consumer
-	settled bool // guarded by q.mu
-	revoked bool // guarded by q.mu: its consumer stopped and it was requeued
+	settled bool // guarded by part.mu
+	revoked bool // guarded by part.mu: its consumer stopped and it is pending again
 }
 
 // Envelope is the delivered message.
@@ -163,62 +194,64 @@ func (l *lease) Partition() int { return l.p }
 // Attempt counts deliveries of the message, from 1.
 func (l *lease) Attempt() int { return l.attempt }
 
-// settle marks the lease settled and removes it from the partition's
-// in-flight list.
+// settle marks the lease settled and drops it from the in-flight list.
+// The caller holds part.mu.
 func (l *lease) settle() error {
 	if l.revoked {
-		return fmt.Errorf("inmem: message %s: its consumer stopped and it was requeued: %w", l.it.id, transport.ErrAlreadySettled)
+		return fmt.Errorf("inmem: message %s on %s: its consumer stopped and it was requeued: %w", l.it.id, l.q.name, transport.ErrAlreadySettled)
 	}
 	if l.settled {
-		return fmt.Errorf("inmem: message %s: %w", l.it.id, transport.ErrAlreadySettled)
+		return fmt.Errorf("inmem: message %s on %s: %w", l.it.id, l.q.name, transport.ErrAlreadySettled)
 	}
 	l.settled = true
-	part := l.q.parts[l.p]
-	if i := slices.Index(part.inflight, l); i >= 0 {
-		part.inflight = slices.Delete(part.inflight, i, i+1)
+	if i := slices.Index(l.part.inflight, l); i >= 0 {
+		l.part.inflight = slices.Delete(l.part.inflight, i, i+1)
 	}
 	return nil
 }
 
-// Ack settles the delivery as handled.
+// Ack settles the delivery as handled; the message is gone.
 func (l *lease) Ack(context.Context) error {
-	l.q.mu.Lock()
+	l.part.mu.Lock()
 	err := l.settle()
-	l.q.mu.Unlock()
-	l.q.cond.Broadcast()
+	l.part.mu.Unlock()
+	if err == nil {
+		l.part.cond.Broadcast() // a prefetch slot is free
+	}
 	return err
 }
 
-// Requeue puts the message back at the front of its partition, or
-// dead-letters it with reason once it has had its delivery limit.
+// Requeue puts the message back at the front of its partition (ahead of
+// everything published after it), or dead-letters it with reason once it
+// has had its delivery limit.
 func (l *lease) Requeue(_ context.Context, reason error) error {
-	l.q.mu.Lock()
-	if err := l.settle(); err != nil {
-		l.q.mu.Unlock()
+	limit := l.q.t.cfg.limit
+	l.part.mu.Lock()
+	err := l.settle()
+	over := l.attempt >= limit
+	if err == nil && !over {
+		l.part.putBack(l.it)
+	}
+	l.part.mu.Unlock()
+	if err != nil {
 		return err
 	}
-	over := l.attempt >= l.q.t.cfg.limit
-	if !over {
-		part := l.q.parts[l.p]
-		part.pending = append([]*item{l.it}, part.pending...)
-	}
-	l.q.mu.Unlock()
-	l.q.cond.Broadcast()
+	l.part.cond.Broadcast()
 	if over {
-		l.q.t.deadLetter(l.q.name, l.it, fmt.Errorf("delivery limit %d reached; last error: %s", l.q.t.cfg.limit, reasonText(reason)))
+		l.q.t.deadLetter(l.q.name, l.it, l.attempt, fmt.Errorf("delivery limit %d reached; last error: %s", limit, reasonText(reason)))
 	}
 	return nil
 }
 
 // DeadLetter moves the message to the dead-letter list with reason.
 func (l *lease) DeadLetter(_ context.Context, reason error) error {
-	l.q.mu.Lock()
+	l.part.mu.Lock()
 	err := l.settle()
-	l.q.mu.Unlock()
-	l.q.cond.Broadcast()
+	l.part.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	l.q.t.deadLetter(l.q.name, l.it, reason)
+	l.part.cond.Broadcast()
+	l.q.t.deadLetter(l.q.name, l.it, l.attempt, reason)
 	return nil
 }

@@ -42,9 +42,14 @@
 //   - a stopped consumer's unsettled deliveries come to the next consumer
 //     in their original order with Attempt above 1, and settling one of
 //     them through the old delivery fails;
+//   - a delivered envelope is the consumer's own copy: changing its headers
+//     or payload before a Requeue does not change the redelivery;
 //   - Consume returns nil when its context is cancelled; after Close, Publish
 //     fails with transport.ErrClosed, Consume returns promptly with
-//     transport.ErrClosed, and a running Consume returns promptly.
+//     transport.ErrClosed, and a running Consume returns promptly;
+//   - with Features.Persistent, what was queued and not acked when a
+//     transport closed is delivered through the next one, in order, and
+//     what was acked is not.
 //
 // It lives in a normal (non-test) package so that transports in other
 // packages and modules can import it. Against transport/inmem the whole

@@ -1,6 +1,7 @@
 package transporttest
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -85,5 +86,53 @@ func (s *suite) testClose(t *testing.T) {
 		}
 	case <-time.After(s.f.RedeliveryTimeout):
 		t.Fatalf("Consume after Close did not return within %v", s.f.RedeliveryTimeout)
+	}
+}
+
+// testPersistent (only when Features.Persistent): what was queued and not
+// acked when a transport closed is delivered through the next one
+// newTransport returns, in publish order; what was acked is not.
+func (s *suite) testPersistent(t *testing.T) {
+	if !s.f.Persistent {
+		t.Skip("Features.Persistent is false: queued messages do not outlive their transport")
+	}
+	ctx, first := s.setup(t)
+	q := s.declare(t, ctx, first, "persistent")
+	key := s.name("key")
+	acked, held, queued := command(q, key), command(q, key), command(q, key)
+	for _, e := range []message.Envelope{acked, held, queued} {
+		mustPublish(t, ctx, first, e)
+	}
+	// Prefetch 1: acked is acked, held stays unsettled, queued is never
+	// delivered.
+	r := &recorder{settle: func(ctx context.Context, d transport.Delivery) error {
+		if d.Envelope().ID == acked.ID {
+			return d.Ack(ctx)
+		}
+		return nil
+	}}
+	s.consume(t, ctx, first, q, 1, r)
+	got := s.waitFor(t, r, 2, "first transport's deliveries")
+	r.requireNoSettleErrors(t)
+	if got[0].Envelope().ID != acked.ID || got[1].Envelope().ID != held.ID {
+		t.Fatalf("first transport delivered %s, %s; want %s, %s", got[0].Envelope().ID, got[1].Envelope().ID, acked.ID, held.ID)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+
+	_, second := s.setup(t)
+	if err := second.Declare(ctx, transport.Queue{Name: q}); err != nil {
+		t.Fatalf("Declare(%s) on the second transport: %v", q, err)
+	}
+	r2 := acker()
+	s.consume(t, ctx, second, q, 4, r2)
+	got = s.waitFor(t, r2, 2, "second transport's deliveries")
+	requireEnvelope(t, "unacked message after the first transport closed", got[0].Envelope(), held)
+	requireEnvelope(t, "undelivered message after the first transport closed", got[1].Envelope(), queued)
+	time.Sleep(s.f.QuietPeriod)
+	r2.requireNoSettleErrors(t)
+	if n := r2.count(); n != 2 {
+		t.Fatalf("second transport delivered %d messages, want 2 (the acked one must not come back)", n)
 	}
 }

@@ -114,7 +114,8 @@ func (s *suite) testSettleTwice(t *testing.T) {
 }
 
 // testRequeue: a requeued message is delivered again, before the later
-// messages of its key, unchanged, with Attempt incremented.
+// messages of its key, with Attempt incremented, and unchanged even though
+// the handler changed the headers and payload of the envelope it got.
 func (s *suite) testRequeue(t *testing.T) {
 	ctx, tr := s.setup(t)
 	q := s.declare(t, ctx, tr, "requeue")
@@ -125,6 +126,10 @@ func (s *suite) testRequeue(t *testing.T) {
 
 	r := &recorder{settle: func(ctx context.Context, d transport.Delivery) error {
 		if d.Envelope().ID == m.ID && d.Attempt() == 1 {
+			// What a handler does to its copy must not reach the redelivery.
+			e := d.Envelope()
+			e.Headers["x-empty"] = "changed by the handler"
+			e.Payload[2] = 'X'
 			return d.Requeue(ctx, errors.New("transporttest: try again"))
 		}
 		return d.Ack(ctx)

@@ -37,13 +37,19 @@ type Features struct {
 	// unbound queue's event, an acked message's redelivery, a delivery past
 	// the prefetch). Zero means 200ms.
 	QuietPeriod time.Duration
+	// Persistent says that queued messages outlive the transport value
+	// that took them: what is queued and not acked when one transport from
+	// newTransport is closed is delivered through the next one (a broker
+	// keeps its queues). False for transport/inmem, whose queues live and
+	// die with its Transport; the Persistent subtest is then skipped.
+	Persistent bool
 }
 
 // Run runs the conformance suite against the transports newTransport makes.
-// newTransport is called once per subtest and may return a new transport or
-// one over a shared broker; the suite uses fresh, uniquely named queues and
-// event types in every subtest, and closes the transport when the subtest
-// ends (Close on a transport the suite already closed must return nil or
+// newTransport is called once per subtest (twice in Persistent) and may
+// return a new transport or one over a shared broker; the suite uses fresh,
+// uniquely named queues and event types in every subtest, and closes each
+// transport when the subtest ends (Close on a transport the suite already closed must return nil or
 // transport.ErrClosed). The subtests run in parallel.
 func Run(t *testing.T, newTransport func(t *testing.T) transport.Transport, f Features) {
 	t.Helper()
@@ -85,6 +91,7 @@ func Run(t *testing.T, newTransport func(t *testing.T) transport.Transport, f Fe
 		{"Prefetch", s.testPrefetch},
 		{"DeclareIdempotent", s.testDeclareIdempotent},
 		{"Close", s.testClose},
+		{"Persistent", s.testPersistent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
