@@ -161,11 +161,41 @@ type Timers interface {
 	DeleteTimers(ctx context.Context, ids ...string) error
 }
 
+// Snapshot is a stream's state as of a commit version, saved so that a
+// reader can start there instead of at the first commit: it loads the
+// snapshot and then the commits from Version+1. Snapshots are derived data:
+// they are written apart from commits, never as part of the commit write,
+// and losing one only makes the next load longer.
+type Snapshot struct {
+	// Stream names the stream the state belongs to.
+	Stream string `json:"stream"`
+	// Version is the commit version the state includes (every commit up to
+	// and including it).
+	Version uint64 `json:"version"`
+	// State is the encoded state; the store keeps it byte for byte.
+	State []byte `json:"state"`
+	// At is when the snapshot was taken.
+	At time.Time `json:"at"`
+}
+
+// Snapshots keeps the latest snapshot of each stream.
+type Snapshots interface {
+	// SaveSnapshot stores s as its stream's snapshot unless the stream
+	// already has one at a later version (an older save never replaces a
+	// newer snapshot; saving at the same version replaces it). s.Stream must
+	// be set and s.Version be at least 1 (ErrInvalidCommit otherwise).
+	SaveSnapshot(ctx context.Context, s Snapshot) error
+	// LoadSnapshot returns the stream's latest snapshot (ok false when it
+	// has none).
+	LoadSnapshot(ctx context.Context, stream string) (snap Snapshot, ok bool, err error)
+}
+
 // Store is everything the engine needs from persistence.
 type Store interface {
 	Streams
 	Outbox
 	Timers
+	Snapshots
 	// Ping checks the store can serve requests (for readiness).
 	Ping(ctx context.Context) error
 	// Close releases the store; pending writes are finished or failed.

@@ -34,3 +34,14 @@ func ValidateCommit(c Commit) error {
 	}
 	return nil
 }
+
+// ValidateSnapshot checks the parts of s every store needs.
+func ValidateSnapshot(s Snapshot) error {
+	if s.Stream == "" {
+		return fmt.Errorf("%w: snapshot: empty stream name", ErrInvalidCommit)
+	}
+	if s.Version == 0 {
+		return fmt.Errorf("%w: snapshot of %q: version must be at least 1", ErrInvalidCommit, s.Stream)
+	}
+	return nil
+}

@@ -28,13 +28,16 @@ var (
 	bucketTimers = []byte("timers")
 	// bucketTimerIndex: timer ID -> its key in bucketTimers.
 	bucketTimerIndex = []byte("timer_index")
+	// bucketSnapshots: stream -> Snapshot JSON, the stream's latest
+	// snapshot (derived data, written apart from commits).
+	bucketSnapshots = []byte("snapshots")
 	// bucketInfo: file-level facts, such as the format version.
 	bucketInfo = []byte("info")
 )
 
 var allBuckets = [][]byte{
 	bucketCommits, bucketHeads, bucketHandled, bucketOutbox,
-	bucketOutboxIndex, bucketTimers, bucketTimerIndex, bucketInfo,
+	bucketOutboxIndex, bucketTimers, bucketTimerIndex, bucketSnapshots, bucketInfo,
 }
 
 // formatKey and formatVersion mark the file layout, so that a later

@@ -31,6 +31,7 @@ type mutant struct {
 	pending       func(ctx context.Context, olderThan time.Time, limit int) ([]store.OutboxEntry, error)
 	markDispatch  func(ctx context.Context, ids ...string) error
 	dueTimers     func(ctx context.Context, now time.Time, limit int) ([]store.Timer, error)
+	saveSnapshot  func(ctx context.Context, snap store.Snapshot) error
 	forgetOnClose bool
 }
 
@@ -81,6 +82,13 @@ func (m *mutant) DueTimers(ctx context.Context, now time.Time, limit int) ([]sto
 		return m.dueTimers(ctx, now, limit)
 	}
 	return m.Store.DueTimers(ctx, now, limit)
+}
+
+func (m *mutant) SaveSnapshot(ctx context.Context, snap store.Snapshot) error {
+	if m.saveSnapshot != nil {
+		return m.saveSnapshot(ctx, snap)
+	}
+	return m.Store.SaveSnapshot(ctx, snap)
 }
 
 // mutants maps a mutant's name to the suite group that must catch it and
@@ -197,6 +205,20 @@ var mutants = map[string]struct {
 	"IgnoresContext": {"Context", func(m *mutant) {
 		m.load = func(_ context.Context, stream string, from uint64) ([]store.Commit, error) {
 			return m.Store.Load(context.Background(), stream, from)
+		}
+	}},
+	"OlderSnapshotWins": {"Snapshots", func(m *mutant) {
+		// An older save overwrites the newer snapshot's state (under the
+		// newer version number, which the store then accepts).
+		m.saveSnapshot = func(ctx context.Context, snap store.Snapshot) error {
+			old, ok, err := m.Store.LoadSnapshot(ctx, snap.Stream)
+			if err != nil {
+				return err
+			}
+			if ok && old.Version > snap.Version {
+				snap.Version = old.Version
+			}
+			return m.Store.SaveSnapshot(ctx, snap)
 		}
 	}},
 	"ForgetsOnReopen": {"Durability", func(m *mutant) { m.forgetOnClose = true }},

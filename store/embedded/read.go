@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/sagaflow/sagaflow/store"
 )
 
@@ -258,4 +260,29 @@ func readLimit(n int) int {
 		return defaultReadLimit
 	}
 	return min(n, maxReadLimit)
+}
+
+// LoadSnapshot returns the stream's latest snapshot (ok false when it has
+// none).
+func (s *Store) LoadSnapshot(ctx context.Context, stream string) (store.Snapshot, bool, error) {
+	var snap store.Snapshot
+	var ok bool
+	err := s.view(ctx, func(b txBuckets) error {
+		if stream == "" || len(stream) > bolt.MaxKeySize {
+			return nil
+		}
+		v := b.snapshots.Get([]byte(stream))
+		if v == nil {
+			return nil
+		}
+		if err := json.Unmarshal(v, &snap); err != nil {
+			return fmt.Errorf("decode snapshot: %w", err)
+		}
+		ok = true
+		return nil
+	})
+	if err != nil {
+		return store.Snapshot{}, false, fmt.Errorf("load snapshot of %s: %w", stream, err)
+	}
+	return snap, ok, nil
 }

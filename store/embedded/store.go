@@ -208,7 +208,7 @@ func (s *Store) recovered(what string, fn func() error) (err error) {
 
 // txBuckets are the buckets of one transaction.
 type txBuckets struct {
-	commits, heads, handled, outbox, outboxIndex, timers, timerIndex *bolt.Bucket
+	commits, heads, handled, outbox, outboxIndex, timers, timerIndex, snapshots *bolt.Bucket
 }
 
 func bucketsOf(tx *bolt.Tx) (txBuckets, error) {
@@ -220,9 +220,10 @@ func bucketsOf(tx *bolt.Tx) (txBuckets, error) {
 		outboxIndex: tx.Bucket(bucketOutboxIndex),
 		timers:      tx.Bucket(bucketTimers),
 		timerIndex:  tx.Bucket(bucketTimerIndex),
+		snapshots:   tx.Bucket(bucketSnapshots),
 	}
 	if b.commits == nil || b.heads == nil || b.handled == nil || b.outbox == nil ||
-		b.outboxIndex == nil || b.timers == nil || b.timerIndex == nil {
+		b.outboxIndex == nil || b.timers == nil || b.timerIndex == nil || b.snapshots == nil {
 		return b, errors.New("database file lacks sagaflow's buckets")
 	}
 	return b, nil

@@ -3,6 +3,7 @@ package embedded
 import (
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -30,6 +31,7 @@ const (
 	opAppend opKind = iota + 1
 	opMarkDispatched
 	opDeleteTimers
+	opSaveSnapshot
 )
 
 // maxIDsPerRequest bounds the IDs one MarkDispatched or DeleteTimers
@@ -41,8 +43,9 @@ const maxIDsPerRequest = 1024
 type request struct {
 	ctx    context.Context
 	op     opKind
-	commit *encodedCommit // opAppend
-	ids    []string       // opMarkDispatched, opDeleteTimers
+	commit *encodedCommit   // opAppend
+	ids    []string         // opMarkDispatched, opDeleteTimers
+	snap   *encodedSnapshot // opSaveSnapshot
 	done   chan error
 }
 
@@ -379,6 +382,8 @@ func applyRequest(b txBuckets, r *request) (refused, err error) {
 			}
 		}
 		return nil, nil
+	case opSaveSnapshot:
+		return nil, putSnapshot(b, r.snap)
 	default:
 		return fmt.Errorf("unknown write operation %d", r.op), nil
 	}
@@ -511,6 +516,71 @@ func deleteTimer(b txBuckets, id string) error {
 	}
 	if err := b.timerIndex.Delete([]byte(id)); err != nil {
 		return fmt.Errorf("unindex timer %q: %w", id, err)
+	}
+	return nil
+}
+
+// encodedSnapshot is a snapshot ready for the writer.
+type encodedSnapshot struct {
+	stream  string
+	version uint64
+	value   []byte // Snapshot JSON
+}
+
+// SaveSnapshot stores snap as its stream's snapshot unless the stream has
+// one at a later version. Snapshots are derived data: they ride on the
+// writer's next group commit but are not part of any commit. It returns
+// once the snapshot is durable (or was found older than the stored one).
+func (s *Store) SaveSnapshot(ctx context.Context, snap store.Snapshot) error {
+	if err := s.saveSnapshot(ctx, snap); err != nil {
+		return fmt.Errorf("save snapshot of %s at v%d: %w", snap.Stream, snap.Version, err)
+	}
+	return nil
+}
+
+func (s *Store) saveSnapshot(ctx context.Context, snap store.Snapshot) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := store.ValidateSnapshot(snap); err != nil {
+		return err
+	}
+	if len(snap.Stream) > bolt.MaxKeySize {
+		return fmt.Errorf("%w: stream name is %d bytes, limit %d", store.ErrInvalidCommit, len(snap.Stream), bolt.MaxKeySize)
+	}
+	value, err := encodeJSON(snap)
+	if err != nil {
+		return fmt.Errorf("%w: encode snapshot: %w", store.ErrInvalidCommit, err)
+	}
+	if len(value) > s.cfg.maxCommitBytes {
+		return fmt.Errorf("%w: %w: encoded snapshot is %d bytes, limit %d",
+			store.ErrInvalidCommit, message.ErrPayloadTooLarge, len(value), s.cfg.maxCommitBytes)
+	}
+	r := &request{ctx: ctx, op: opSaveSnapshot, snap: &encodedSnapshot{stream: snap.Stream, version: snap.Version, value: value}, done: make(chan error, 1)}
+	if err := s.enqueue(ctx, r); err != nil {
+		return err
+	}
+	return s.await(ctx, r)
+}
+
+// putSnapshot writes snap unless the stored snapshot is at a later version.
+func putSnapshot(b txBuckets, snap *encodedSnapshot) error {
+	if old := b.snapshots.Get([]byte(snap.stream)); old != nil {
+		var prev struct {
+			Version uint64 `json:"version"`
+		}
+		if err := json.Unmarshal(old, &prev); err != nil {
+			return fmt.Errorf("decode stored snapshot of %s: %w", snap.stream, err)
+		}
+		if prev.Version > snap.version {
+			return nil
+		}
+	}
+	if err := b.snapshots.Put([]byte(snap.stream), snap.value); err != nil {
+		return fmt.Errorf("put snapshot of %s: %w", snap.stream, err)
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/store"
@@ -47,6 +48,7 @@ func (s *suite) testOptimisticConcurrency(t *testing.T) {
 
 		// Every round, all writers append at the same version; the next
 		// round starts when all of them have their answer.
+		began := time.Now()
 		results := make([][writers]error, rounds)
 		start := make([]chan struct{}, rounds)
 		for r := range start {
@@ -79,6 +81,10 @@ func (s *suite) testOptimisticConcurrency(t *testing.T) {
 			done[r].Wait()
 		}
 		all.Wait()
+		took := time.Since(began)
+		t.Logf("%d writers x %d rounds at one stream: %d appends in %s, %.0f appends/s (%.0f commits/s)",
+			writers, rounds, writers*rounds, took.Round(time.Millisecond),
+			float64(writers*rounds)/took.Seconds(), float64(rounds)/took.Seconds())
 
 		winners := make([]int, rounds)
 		var want []store.Commit
@@ -138,6 +144,7 @@ func (s *suite) testConcurrentStreams(t *testing.T) {
 		}
 		return c
 	}
+	began := time.Now()
 	errs := make([]error, writers)
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -153,9 +160,12 @@ func (s *suite) testConcurrentStreams(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	took := time.Since(began)
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("%d writers x %d commits on distinct streams: %d appends in %s, %.0f appends/s",
+		writers, commits, writers*commits, took.Round(time.Millisecond), float64(writers*commits)/took.Seconds())
 	for w := range writers {
 		want := make([]store.Commit, 0, commits)
 		for v := uint64(1); v <= commits; v++ {

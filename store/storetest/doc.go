@@ -15,7 +15,7 @@
 // message IDs, store.ErrAlreadyHandled), I4 (pending outbox entries until
 // MarkDispatched, also across a reopen) and I5 (durable timers that fire
 // after a restart), plus round trips of every field, Info and List,
-// context cancellation and closing.
+// snapshots, context cancellation and closing.
 //
 // Beyond the words of the store package, the suite pins down choices every
 // store must make the same way:
@@ -31,7 +31,10 @@
 //     error that wraps the context's error;
 //   - after Close every method returns an error that wraps store.ErrClosed;
 //   - MarkDispatched and DeleteTimers survive a clean close and reopen;
-//   - the store keeps no reference to the Commit passed to Append.
+//   - the store keeps no reference to the Commit passed to Append;
+//   - a snapshot's State comes back byte for byte (also bytes that are not
+//     UTF-8), an older SaveSnapshot never replaces a newer snapshot, and
+//     snapshots survive a reopen.
 //
 // It lives in a normal (non-test) package so that store implementations in
 // other packages, and other modules, can import it. Each of its tests uses

@@ -63,6 +63,13 @@ func everyCall() []call {
 		{"DeleteTimers", func(ctx context.Context, st store.Store) error {
 			return st.DeleteTimers(ctx, timerIDOf(callsStream, 1, "c"))
 		}},
+		{"SaveSnapshot", func(ctx context.Context, st store.Store) error {
+			return st.SaveSnapshot(ctx, snapshotOf(callsStream, 1))
+		}},
+		{"LoadSnapshot", func(ctx context.Context, st store.Store) error {
+			_, _, err := st.LoadSnapshot(ctx, callsStream)
+			return err
+		}},
 		{"Ping", func(ctx context.Context, st store.Store) error {
 			return st.Ping(ctx)
 		}},

@@ -49,6 +49,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store, f Features) {
 		{"Outbox", s.testOutbox},
 		{"Timers", s.testTimers},
 		{"InfoAndList", s.testInfoAndList},
+		{"Snapshots", s.testSnapshots},
 		{"ConcurrentStreams", s.testConcurrentStreams},
 		{"Context", s.testContext},
 		{"Closed", s.testClosed},

@@ -1,0 +1,89 @@
+package mongo
+
+import (
+	"context"
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/sagaflow/sagaflow/message"
+	"github.com/sagaflow/sagaflow/store"
+)
+
+// TestRepairAfterCrash plays a writer that died after inserting its
+// commits but before their derived documents: the commit documents and
+// the journal entry exist, nothing else does. Reads must already see the
+// commit (Info, Load, Handled, Append's I3 check); Open must repair the
+// outbox entries and timers.
+func TestRepairAfterCrash(t *testing.T) {
+	uri := os.Getenv("SAGAFLOW_MONGO_URI")
+	if uri == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("SAGAFLOW_MONGO_URI is not set; CI must run against MongoDB")
+		}
+		t.Skip("SAGAFLOW_MONGO_URI is not set; CI must run against MongoDB")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	db := "sagaflow_test_" + newToken()[:12]
+	t.Cleanup(func() { _ = DropDatabase(context.Background(), uri, db) })
+
+	s, err := Open(ctx, uri, WithDatabase(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(-time.Minute)
+	c1 := store.Commit{Stream: "crash", Version: 1, Handled: []string{"m1"}, At: at,
+		Outbox: []message.Envelope{{ID: "out-1", Kind: message.KindEvent, Type: "t.v1", Payload: []byte(`{}`)}},
+		Timers: []store.Timer{{ID: "timer-1", Stream: "crash", DueAt: at, Message: message.Envelope{ID: "fire-1", Kind: message.KindCommand, Type: "t.v1"}}},
+		Meta:   &store.Meta{Kind: "saga", Type: "T", Status: "running", CreatedAt: at, UpdatedAt: at},
+	}
+	enc, err := encodeCommit(c1, newToken())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.journal.InsertOne(ctx, journalDoc{ID: "j1", IDs: []string{enc.doc.ID}, At: at.UnixNano()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.commits.InsertOne(ctx, enc.doc); err != nil {
+		t.Fatal(err)
+	}
+
+	// Before any repair: reads see the commit.
+	if info, err := s.Info(ctx, "crash"); err != nil || info.Version != 1 || info.Meta.Status != "running" {
+		t.Fatalf("Info before repair = %+v, %v", info, err)
+	}
+	if v, ok, err := s.Handled(ctx, "crash", "m1"); err != nil || !ok || v != 1 {
+		t.Fatalf("Handled(m1) before repair = %d, %t, %v", v, ok, err)
+	}
+	again := store.Commit{Stream: "crash", Version: 2, Handled: []string{"m1"}, At: at}
+	if err := s.Append(ctx, again); !errors.Is(err, store.ErrAlreadyHandled) {
+		t.Fatalf("Append handling m1 again = %v, want ErrAlreadyHandled", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Open repairs the journal entry (older than the grace period).
+	s, err = Open(ctx, uri, WithDatabase(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	pending, err := s.PendingOutbox(ctx, time.Now(), 10)
+	if err != nil || len(pending) != 1 || pending[0].ID != "out-1" {
+		t.Fatalf("PendingOutbox after repair = %+v, %v", pending, err)
+	}
+	due, err := s.DueTimers(ctx, time.Now(), 10)
+	if err != nil || len(due) != 1 || due[0].ID != "timer-1" {
+		t.Fatalf("DueTimers after repair = %+v, %v", due, err)
+	}
+	list, err := s.List(ctx, store.ListFilter{Status: []string{"running"}})
+	if err != nil || len(list) != 1 || list[0].Stream != "crash" {
+		t.Fatalf("List after repair = %+v, %v", list, err)
+	}
+	if n, err := s.journal.CountDocuments(ctx, map[string]any{}); err != nil || n != 0 {
+		t.Fatalf("journal entries after repair: %d, %v", n, err)
+	}
+}

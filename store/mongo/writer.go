@@ -1,0 +1,528 @@
+package mongo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sagaflow/sagaflow/store"
+)
+
+// This file is the write path: group commit. Append encodes its commit
+// and queues it; one goroutine (runWriter) takes up to maxBatch queued
+// appends and, for the whole batch:
+//
+//  1. checks each commit: its predecessor exists (gaps), and none of its
+//     handled message IDs is recorded for its stream (I3);
+//  2. inserts a journal entry naming the batch's commits;
+//  3. inserts the commits with one unordered insertMany: each is one
+//     single-document insert, and a duplicate _id is ErrConcurrency (I1,
+//     I2);
+//  4. writes the derived documents of the commits that won (handled
+//     markers, outbox entries, timers, heads) and answers the callers;
+//  5. deletes the journal entry.
+//
+// A batch holds at most one version per stream (later versions wait for
+// the next batch), so a commit's predecessor is never in its own batch.
+
+// appendRequest is one queued Append. done has room for the answer, so the
+// writer never blocks on a caller that stopped waiting.
+type appendRequest struct {
+	ctx    context.Context
+	commit *encodedCommit
+	done   chan error
+}
+
+// errDuplicate marks a commit whose insert hit an existing _id.
+var errDuplicate = errors.New("duplicate commit _id")
+
+// Append writes c as one document (I1) in the writer's next group commit.
+// It fails with store.ErrConcurrency when the stream has a commit at
+// c.Version, with store.ErrInvalidCommit when c is malformed or its
+// predecessor is missing, with store.ErrAlreadyHandled when c names a
+// message the stream already handled, and with store.ErrUnavailable when
+// the server cannot be reached within the retry budget; then nothing of c
+// is written, except that after ErrUnavailable (and after ctx ended while
+// the commit was being written) the commit may have been written: reload
+// the stream.
+func (s *Store) Append(ctx context.Context, c store.Commit) error {
+	if err := s.append(ctx, c); err != nil {
+		return fmt.Errorf("append %s v%d: %w", c.Stream, c.Version, err)
+	}
+	return nil
+}
+
+func (s *Store) append(ctx context.Context, c store.Commit) error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := store.ValidateCommit(c); err != nil {
+		return err
+	}
+	enc, err := encodeCommit(c, newToken())
+	if err != nil {
+		return err
+	}
+	r := &appendRequest{ctx: ctx, commit: enc, done: make(chan error, 1)}
+	if err := s.enqueue(ctx, r); err != nil {
+		return err
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("stopped waiting, the commit may still be written: %w", ctx.Err())
+	}
+}
+
+// enqueue hands r to the writer, waiting while the queue is full.
+func (s *Store) enqueue(ctx context.Context, r *appendRequest) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	select {
+	case s.reqs <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// runWriter is the writer goroutine. It ends when Close has closed the
+// queue and every queued request has been answered.
+func (s *Store) runWriter() {
+	defer close(s.writerDone)
+	done := newDoneCache()
+	var carry []*appendRequest
+	open := true
+	for open || len(carry) > 0 {
+		batch := carry
+		carry = nil
+		if len(batch) == 0 {
+			r, ok := <-s.reqs
+			if !ok {
+				return
+			}
+			batch = append(batch, r)
+		}
+	fill:
+		for open && len(batch) < s.cfg.maxBatch {
+			select {
+			case r, ok := <-s.reqs:
+				if !ok {
+					open = false
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		batch, carry = splitBatch(batch)
+		s.commitBatch(batch, done)
+	}
+}
+
+// splitBatch keeps the requests of batch that can be written together (at
+// most one version per stream) and returns the rest for the next batch,
+// in order.
+func splitBatch(batch []*appendRequest) (now, later []*appendRequest) {
+	version := make(map[string]uint64, len(batch))
+	for _, r := range batch {
+		d := r.commit.derived
+		if v, ok := version[d.stream]; ok && v != d.version {
+			later = append(later, r)
+			continue
+		}
+		version[d.stream] = d.version
+		now = append(now, r)
+	}
+	return now, later
+}
+
+// doneCache remembers, per stream, the last version whose derived
+// documents this writer finished. A commit whose predecessor it
+// remembers needs no predecessor read and no marker repair. Only the
+// writer goroutine touches it.
+type doneCache map[string]uint64
+
+func newDoneCache() doneCache { return doneCache{} }
+
+func (d doneCache) set(stream string, v uint64) {
+	if len(d) >= doneCacheSize {
+		clear(d)
+	}
+	d[stream] = v
+}
+
+// streamGroup is the requests of a batch for one stream (one version).
+type streamGroup struct {
+	stream  string
+	version uint64
+	reqs    []int // indexes into the batch
+	// repair lists the predecessor's handled markers, to be written
+	// before the commit when the writer did not finish the predecessor
+	// itself (see doc.go, I3).
+	repair []any
+}
+
+// commitBatch writes batch and answers every request.
+func (s *Store) commitBatch(batch []*appendRequest, done doneCache) {
+	ctx := s.writeLife
+	results := make([]error, len(batch))
+	live := make([]bool, len(batch))
+	groups := map[string]*streamGroup{}
+	var order []*streamGroup
+	for i, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			results[i] = fmt.Errorf("not written: %w", err)
+			continue
+		}
+		live[i] = true
+		d := r.commit.derived
+		g := groups[d.stream]
+		if g == nil {
+			g = &streamGroup{stream: d.stream, version: d.version}
+			groups[d.stream] = g
+			order = append(order, g)
+		}
+		g.reqs = append(g.reqs, i)
+	}
+	answer := func() {
+		for i, r := range batch {
+			r.done <- results[i]
+		}
+	}
+	if len(order) == 0 {
+		answer()
+		return
+	}
+
+	// 1. Checks: predecessors and handled markers, in parallel.
+	var mu sync.Mutex
+	refuse := func(i int, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if results[i] == nil {
+			results[i] = err
+		}
+	}
+	eg, ectx := errgroup.WithContext(ctx)
+	eg.SetLimit(readConcurrency * 2)
+	for _, g := range order {
+		if g.version > 1 && done[g.stream] != g.version-1 {
+			eg.Go(func() error { return s.checkPredecessor(ectx, batch, g, refuse) })
+		}
+		for _, i := range g.reqs {
+			c := batch[i].commit
+			for _, h := range c.doc.Handled {
+				eg.Go(func() error {
+					var m handledDoc
+					found, err := s.findByID(ectx, s.handled, "look up handled message", handledID(g.stream, h), &m)
+					if err != nil || !found {
+						return err
+					}
+					if uint64(m.Version) >= g.version {
+						refuse(i, fmt.Errorf("%w: a commit exists at v%d (it handled %q)", store.ErrConcurrency, m.Version, h))
+					} else {
+						refuse(i, fmt.Errorf("%w: message %q was handled by v%d", store.ErrAlreadyHandled, h, m.Version))
+					}
+					return nil
+				})
+			}
+		}
+	}
+	if err := eg.Wait(); err != nil {
+		for i := range batch {
+			if live[i] && results[i] == nil {
+				results[i] = fmt.Errorf("check before writing, nothing written: %w", err)
+			}
+		}
+		answer()
+		return
+	}
+
+	// 2. Journal entry and predecessor marker repairs, in parallel.
+	var docs []any
+	var idx []int
+	var repairs []any
+	for _, g := range order {
+		repairs = append(repairs, g.repair...)
+		for _, i := range g.reqs {
+			if results[i] == nil {
+				docs = append(docs, batch[i].commit.doc)
+				idx = append(idx, i)
+			}
+		}
+	}
+	if len(docs) == 0 {
+		answer()
+		return
+	}
+	journal := journalDoc{ID: newToken(), At: time.Now().UnixNano()}
+	for _, d := range docs {
+		journal.IDs = append(journal.IDs, d.(commitDoc).ID)
+	}
+	eg, ectx = errgroup.WithContext(ctx)
+	eg.Go(func() error {
+		return s.retry(ectx, "insert journal entry", func(ctx context.Context) error {
+			_, err := s.journal.InsertOne(ctx, journal)
+			if mongo.IsDuplicateKeyError(err) {
+				return nil // an earlier attempt got through
+			}
+			return err
+		})
+	})
+	if len(repairs) > 0 {
+		eg.Go(func() error { return s.insertIgnoringDuplicates(ectx, s.handled, "repair handled markers", repairs) })
+	}
+	if err := eg.Wait(); err != nil {
+		for _, i := range idx {
+			results[i] = fmt.Errorf("prepare, nothing written: %w", err)
+		}
+		answer()
+		return
+	}
+
+	// 3. The commits: one single-document insert each.
+	inserted, err := s.insertCommits(ctx, docs)
+	if err != nil {
+		for _, i := range idx {
+			results[i] = fmt.Errorf("insert commit, it may have been written: %w", err)
+		}
+		answer()
+		return // the journal entry stays for the repair
+	}
+	var won []derived
+	for k, i := range idx {
+		switch err := inserted[k]; {
+		case errors.Is(err, errDuplicate):
+			results[i] = fmt.Errorf("%w: a commit exists at v%d", store.ErrConcurrency, batch[i].commit.derived.version)
+		case err != nil:
+			results[i] = fmt.Errorf("insert commit, nothing written: %w", err)
+		default:
+			won = append(won, batch[i].commit.derived)
+		}
+	}
+
+	// 4. Derived documents; the commits are durable whatever happens now.
+	if err := s.writeDerived(ctx, won); err != nil {
+		s.log.Error("derived documents not written; the journal entry stays for the repair",
+			"journal", journal.ID, "commits", len(won), "err", err)
+		answer()
+		return
+	}
+	for _, d := range won {
+		done.set(d.stream, d.version)
+	}
+	answer()
+
+	// 5. The journal entry is done with.
+	if err := s.retry(ctx, "delete journal entry", func(ctx context.Context) error {
+		_, err := s.journal.DeleteOne(ctx, bson.D{{Key: "_id", Value: journal.ID}})
+		return err
+	}); err != nil {
+		s.log.Warn("journal entry not deleted; a later repair rewrites its derived documents",
+			"journal", journal.ID, "err", err)
+	}
+}
+
+// checkPredecessor reads the commit before g's version. A missing one is a
+// gap (ErrInvalidCommit). Unless the writer finished that commit itself,
+// its handled IDs are checked directly and its markers queued for repair,
+// because its writer may have died before writing them.
+func (s *Store) checkPredecessor(ctx context.Context, batch []*appendRequest, g *streamGroup, refuse func(int, error)) error {
+	var pred commitDoc
+	found, err := s.findByID(ctx, s.commits, "read predecessor commit", commitID(g.stream, g.version-1), &pred,
+		options.FindOne().SetProjection(bson.D{{Key: "handled", Value: 1}, {Key: "v", Value: 1}}))
+	if err != nil {
+		return err
+	}
+	if !found {
+		for _, i := range g.reqs {
+			refuse(i, fmt.Errorf("%w: the stream has no v%d, so v%d would leave a gap", store.ErrInvalidCommit, g.version-1, g.version))
+		}
+		return nil
+	}
+	seen := make(map[string]bool, len(pred.Handled))
+	for _, h := range pred.Handled {
+		seen[h] = true
+		g.repair = append(g.repair, handledDoc{ID: handledID(g.stream, h), Version: int64(g.version - 1)})
+	}
+	for _, i := range g.reqs {
+		for _, h := range batch[i].commit.doc.Handled {
+			if seen[h] {
+				refuse(i, fmt.Errorf("%w: message %q was handled by v%d", store.ErrAlreadyHandled, h, g.version-1))
+			}
+		}
+	}
+	return nil
+}
+
+// insertCommits inserts docs with one unordered insertMany (retried) and
+// returns each document's outcome: nil, errDuplicate, or its write error.
+// A duplicate after a retried attempt is checked by _id: the document an
+// earlier attempt inserted carries the same token and counts as written.
+func (s *Store) insertCommits(ctx context.Context, docs []any) ([]error, error) {
+	out := make([]error, len(docs))
+	attempts := 0
+	err := s.retry(ctx, "insert commits", func(ctx context.Context) error {
+		attempts++
+		clear(out)
+		_, err := s.commits.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+		var bwe mongo.BulkWriteException
+		if err == nil || !errors.As(err, &bwe) || len(bwe.WriteErrors) == 0 || retryable(err) {
+			return err
+		}
+		for _, we := range bwe.WriteErrors {
+			if we.Index < 0 || we.Index >= len(out) {
+				return fmt.Errorf("write error for document %d of %d: %w", we.Index, len(out), err)
+			}
+			if mongo.IsDuplicateKeyError(mongo.WriteException{WriteErrors: []mongo.WriteError{we.WriteError}}) {
+				out[we.Index] = errDuplicate
+			} else {
+				out[we.Index] = fmt.Errorf("code %d: %s", we.Code, we.Message)
+			}
+		}
+		if bwe.WriteConcernError != nil {
+			return fmt.Errorf("write concern: %s", bwe.WriteConcernError.Message)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if attempts == 1 {
+		return out, nil
+	}
+	for k, e := range out {
+		if !errors.Is(e, errDuplicate) {
+			continue
+		}
+		want := docs[k].(commitDoc)
+		var got commitDoc
+		found, err := s.findByID(ctx, s.commits, "check a duplicate commit", want.ID, &got,
+			options.FindOne().SetProjection(bson.D{{Key: "w", Value: 1}}))
+		if err != nil {
+			return nil, err
+		}
+		if found && got.Token == want.Token {
+			out[k] = nil // our own earlier attempt
+		}
+	}
+	return out, nil
+}
+
+// writeDerived writes the derived documents of commits that are durable:
+// handled markers, outbox entries, timers (cancellations before settings,
+// in commit order) and heads, in parallel. Every write is idempotent, so
+// the repair can run it again.
+func (s *Store) writeDerived(ctx context.Context, ds []derived) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	var markers, outbox []any
+	var timerOps, headOps []mongo.WriteModel
+	for _, d := range ds {
+		if len(d.cancel) > 0 {
+			timerOps = append(timerOps, mongo.NewDeleteManyModel().SetFilter(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: d.cancel}}}}))
+		}
+		if d.cancelOnly {
+			continue
+		}
+		markers = append(markers, d.handled...)
+		outbox = append(outbox, d.outbox...)
+		for _, t := range d.timers {
+			timerOps = append(timerOps, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: t.ID}}).SetReplacement(t).SetUpsert(true))
+		}
+		if d.meta != nil {
+			// The filter on v keeps a repair from moving a head back: when
+			// the head is newer the upsert's insert hits its _id.
+			headOps = append(headOps, mongo.NewReplaceOneModel().
+				SetFilter(bson.D{{Key: "_id", Value: d.stream}, {Key: "v", Value: bson.D{{Key: "$lte", Value: int64(d.version)}}}}).
+				SetReplacement(headDoc{ID: d.stream, Version: int64(d.version), Kind: d.meta.Kind, Type: d.meta.Type, Status: d.meta.Status, Meta: d.metaRaw}).
+				SetUpsert(true))
+		} else {
+			headOps = append(headOps, mongo.NewUpdateOneModel().
+				SetFilter(bson.D{{Key: "_id", Value: d.stream}}).
+				SetUpdate(bson.D{{Key: "$max", Value: bson.D{{Key: "v", Value: int64(d.version)}}}}).
+				SetUpsert(true))
+		}
+	}
+	eg, ctx := errgroup.WithContext(ctx)
+	if len(markers) > 0 {
+		eg.Go(func() error { return s.insertIgnoringDuplicates(ctx, s.handled, "write handled markers", markers) })
+	}
+	if len(outbox) > 0 {
+		eg.Go(func() error { return s.insertIgnoringDuplicates(ctx, s.outbox, "write outbox entries", outbox) })
+	}
+	if len(timerOps) > 0 {
+		eg.Go(func() error {
+			return s.retry(ctx, "write timers", func(ctx context.Context) error {
+				_, err := s.timers.BulkWrite(ctx, timerOps, options.BulkWrite().SetOrdered(true))
+				return err
+			})
+		})
+	}
+	eg.Go(func() error {
+		if len(headOps) == 0 {
+			return nil
+		}
+		return s.retry(ctx, "write stream heads", func(ctx context.Context) error {
+			_, err := s.heads.BulkWrite(ctx, headOps, options.BulkWrite().SetOrdered(false))
+			if mongo.IsDuplicateKeyError(err) {
+				return nil // a racing upsert created the head; the commit is still found past it
+			}
+			return err
+		})
+	})
+	return eg.Wait()
+}
+
+// insertIgnoringDuplicates inserts docs (unordered, retried); documents
+// whose _id exists already are left as they are.
+func (s *Store) insertIgnoringDuplicates(ctx context.Context, coll *mongo.Collection, op string, docs []any) error {
+	return s.retry(ctx, op, func(ctx context.Context) error {
+		_, err := coll.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false))
+		var bwe mongo.BulkWriteException
+		if err == nil || !errors.As(err, &bwe) || retryable(err) || bwe.WriteConcernError != nil {
+			return err
+		}
+		for _, we := range bwe.WriteErrors {
+			if !mongo.IsDuplicateKeyError(mongo.WriteException{WriteErrors: []mongo.WriteError{we.WriteError}}) {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// findByID reads the document with _id id into out (retried); found is
+// false when there is none.
+func (s *Store) findByID(ctx context.Context, coll *mongo.Collection, op, id string, out any, opts ...options.Lister[options.FindOneOptions]) (found bool, err error) {
+	err = s.retry(ctx, op, func(ctx context.Context) error {
+		err := coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}, opts...).Decode(out)
+		switch {
+		case errors.Is(err, mongo.ErrNoDocuments):
+			found = false
+			return nil
+		case err != nil:
+			return err
+		}
+		found = true
+		return nil
+	})
+	return found, err
+}
