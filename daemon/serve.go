@@ -9,12 +9,14 @@ import (
 	"github.com/urfave/cli/v3"
 
 	"github.com/sagaflow/sagaflow/engine"
+	mongostore "github.com/sagaflow/sagaflow/store/mongo"
 )
 
 func engineFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "name", Value: "sagaflow", Usage: "engine name: its saga queue and message source", Sources: cli.EnvVars("SAGAFLOW_NAME")},
-		&cli.StringFlag{Name: "data-dir", Value: "sagaflow-data", Usage: "directory of the embedded store", Sources: cli.EnvVars("SAGAFLOW_DATA_DIR")},
+		&cli.StringFlag{Name: "data-dir", Value: "sagaflow-data", Usage: "directory of the embedded store (used when --mongo-uri is empty)", Sources: cli.EnvVars("SAGAFLOW_DATA_DIR")},
+		&cli.StringFlag{Name: "mongo-uri", Usage: "MongoDB URI (mongodb:// or mongodb+srv://, tls=true for TLS); the database is the URI's path, default sagaflow", Sources: cli.EnvVars("SAGAFLOW_MONGO_URI")},
 		&cli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:8080", Usage: `admin API listen address ("off" disables it)`, Sources: cli.EnvVars("SAGAFLOW_ADMIN_ADDR")},
 		&cli.IntFlag{Name: "partitions", Value: 16, Usage: "partitions per queue", Sources: cli.EnvVars("SAGAFLOW_PARTITIONS")},
 		&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "passivate an entity's actor after this long idle", Sources: cli.EnvVars("SAGAFLOW_IDLE_TIMEOUT")},
@@ -47,12 +49,20 @@ func serveCommand(setup Setup, stdout, stderr io.Writer) *cli.Command {
 			if err != nil {
 				return err
 			}
+			ctx, stop := signalContext(ctx)
+			defer stop()
+			if uri := cmd.String("mongo-uri"); uri != "" {
+				st, err := mongostore.Open(ctx, uri, mongostore.WithLogger(opts.Logger))
+				if err != nil {
+					return fmt.Errorf("--mongo-uri: %w", err)
+				}
+				defer st.Close()
+				opts.Store = st
+			}
 			e := engine.New(opts)
 			if setup != nil {
 				setup(e)
 			}
-			ctx, stop := signalContext(ctx)
-			defer stop()
 			done := make(chan error, 1)
 			go func() { done <- e.Run(ctx) }()
 			select {

@@ -16,7 +16,7 @@ import (
 	"github.com/sagaflow/sagaflow/client"
 	"github.com/sagaflow/sagaflow/engine"
 	"github.com/sagaflow/sagaflow/examples/orders"
-	"github.com/sagaflow/sagaflow/store/embedded"
+	mongostore "github.com/sagaflow/sagaflow/store/mongo"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -26,6 +26,7 @@ import (
 const (
 	envCrashChild = "SAGAFLOW_TEST_CRASH_CHILD"
 	envCrashDir   = "SAGAFLOW_TEST_CRASH_DIR"
+	envCrashMongo = "SAGAFLOW_TEST_CRASH_MONGO_DB"
 	envCrashURL   = "SAGAFLOW_TEST_CRASH_URL_FILE"
 )
 
@@ -44,9 +45,17 @@ func TestMain(m *testing.M) {
 func runCrashChild() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 	defer stop()
-	e := orders.Register(engine.New(engine.Options{
-		DataDir: os.Getenv(envCrashDir), AdminAddr: "127.0.0.1:0", Logger: quietLogger(),
-	}), crashRetry)
+	opts := engine.Options{DataDir: os.Getenv(envCrashDir), AdminAddr: "127.0.0.1:0", Logger: quietLogger()}
+	if db := os.Getenv(envCrashMongo); db != "" {
+		st, err := mongostore.Open(ctx, os.Getenv("SAGAFLOW_MONGO_URI"), mongostore.WithDatabase(db))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child engine: open MongoDB:", err)
+			return 1
+		}
+		defer st.Close()
+		opts.Store = st
+	}
+	e := orders.Register(engine.New(opts), crashRetry)
 	done := make(chan error, 1)
 	go func() { done <- e.Run(ctx) }()
 	select {
@@ -76,11 +85,11 @@ type childEngine struct {
 	url string
 }
 
-func startChild(t *testing.T, dir, name string) *childEngine {
+func startChild(t *testing.T, ts testStore, name string) *childEngine {
 	t.Helper()
 	urlFile := filepath.Join(t.TempDir(), name+".url")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), envCrashChild+"=1", envCrashDir+"="+dir, envCrashURL+"="+urlFile)
+	cmd.Env = append(os.Environ(), envCrashChild+"=1", envCrashDir+"="+ts.dir, envCrashMongo+"="+ts.mongoDB, envCrashURL+"="+urlFile)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start child engine: %v", err)
@@ -104,10 +113,13 @@ func startChild(t *testing.T, dir, name string) *childEngine {
 }
 
 func TestCrashRecoveryFinishesEverySagaWithEffectsExactlyOnce(t *testing.T) {
+	forEachStore(t, testCrashRecovery)
+}
+
+func testCrashRecovery(t *testing.T, ts testStore) {
 	const sagas = 200
-	dir := t.TempDir()
 	ctx := context.Background()
-	first := startChild(t, dir, "first")
+	first := startChild(t, ts, "first")
 	c := client.New(first.url)
 
 	failing := func(i int) bool { return i%5 == 0 }
@@ -164,7 +176,7 @@ func TestCrashRecoveryFinishesEverySagaWithEffectsExactlyOnce(t *testing.T) {
 	_ = first.cmd.Wait()
 	t.Logf("killed the engine after %d of %d starts had been acknowledged", started, sagas)
 
-	second := startChild(t, dir, "second")
+	second := startChild(t, ts, "second")
 	c = client.New(second.url)
 	for _, i := range retry {
 		if _, err := c.Start(ctx, input(i)); err != nil {
@@ -206,11 +218,7 @@ func TestCrashRecoveryFinishesEverySagaWithEffectsExactlyOnce(t *testing.T) {
 		t.Fatalf("child engine exit after SIGTERM: %v", err)
 	}
 
-	st, err := embedded.Open(ctx, dir)
-	if err != nil {
-		t.Fatalf("open store after the run: %v", err)
-	}
-	defer st.Close()
+	st := ts.open(t)
 	for i := range sagas {
 		want := completedEffects
 		if failing(i) {

@@ -54,7 +54,7 @@ func runEngine(t *testing.T, e *engine.Engine) {
 
 func newOrdersEngine(t *testing.T, opts engine.Options) *engine.Engine {
 	t.Helper()
-	if opts.DataDir == "" {
+	if opts.DataDir == "" && opts.Store == nil {
 		opts.DataDir = t.TempDir()
 	}
 	if opts.AdminAddr == "" {
@@ -170,7 +170,11 @@ func stepEvents(s engine.Saga, step string) []string {
 }
 
 func TestHappyPathRunsEveryStepOnceAndCompletes(t *testing.T) {
-	e := newOrdersEngine(t, engine.Options{})
+	forEachStore(t, testHappyPath)
+}
+
+func testHappyPath(t *testing.T, ts testStore) {
+	e := newOrdersEngine(t, ts.options(t))
 	id := startOrder(t, e, orders.Input{OrderID: "o-happy", SKU: "book", Qty: 1, Amount: 20, Address: "1 Main St"})
 	s := waitSaga(t, e, id)
 	if s.Status != workflows.StatusCompleted {
@@ -192,7 +196,11 @@ func TestHappyPathRunsEveryStepOnceAndCompletes(t *testing.T) {
 }
 
 func TestFailingStepCompensatesCompletedStepsInReverseOrder(t *testing.T) {
-	e := newOrdersEngine(t, engine.Options{})
+	forEachStore(t, testFailingStepCompensates)
+}
+
+func testFailingStepCompensates(t *testing.T, ts testStore) {
+	e := newOrdersEngine(t, ts.options(t))
 	id := startOrder(t, e, orders.Input{OrderID: "o-fail", SKU: "lamp", Qty: 1, Amount: 20, Address: orders.Unreachable})
 	s := waitSaga(t, e, id)
 	if s.Status != workflows.StatusCompensated {

@@ -37,8 +37,14 @@ func counterAggregate() *aggregate.Definition[Tally] {
 }
 
 func TestOrderingPerAggregateUnderConcurrentSenders(t *testing.T) {
+	forEachStore(t, testOrdering)
+}
+
+func testOrdering(t *testing.T, ts testStore) {
 	const senders, perSender, aggregates = 8, 125, 10
-	e := engine.New(engine.Options{DataDir: t.TempDir(), AdminAddr: engine.AdminOff, Logger: quietLogger(), Partitions: 4}).
+	opts := ts.options(t)
+	opts.AdminAddr, opts.Logger, opts.Partitions = engine.AdminOff, quietLogger(), 4
+	e := engine.New(opts).
 		Register(engine.Message[Append]("test.Append.v1"), engine.Message[Appended]("test.Appended.v1")).
 		Register(counterAggregate())
 	runEngine(t, e)
@@ -76,10 +82,10 @@ func TestOrderingPerAggregateUnderConcurrentSenders(t *testing.T) {
 		}
 		return n
 	}
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for total() < senders*perSender {
 		if time.Now().After(deadline) {
-			t.Fatalf("applied %d of %d commands within 20s", total(), senders*perSender)
+			t.Fatalf("applied %d of %d commands within 60s", total(), senders*perSender)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# Runs every test of sagaflow on a fresh machine: checks formatting and vet,
-# then the whole suite with the race detector. It sets up what the tests
-# need by itself; today that is only the Go toolchain (the embedded store
-# and the in-process transport need no services).
+# Runs every test of sagaflow on a fresh machine: formatting, vet, and the
+# whole suite with the race detector. It sets up what the tests need:
+#
+#   - MongoDB: SAGAFLOW_MONGO_URI when set; otherwise it builds
+#     tools/devmongo (FerretDB on SQLite), starts it on a free loopback port
+#     with its data in a temporary directory, and stops it afterwards.
+#
+# With CI=true a service that cannot be reached fails the run; tests never
+# skip silently there.
 #
 # Usage: scripts/test.sh [extra go test flags]
 set -euo pipefail
@@ -17,6 +22,49 @@ if ! command -v go >/dev/null 2>&1; then
 	fi
 fi
 
+workdir="$(mktemp -d)"
+pids=()
+cleanup() {
+	for pid in "${pids[@]}"; do
+		kill "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+	rm -rf "$workdir"
+}
+trap cleanup EXIT
+
+# port_free PORT: nothing accepts connections on 127.0.0.1:PORT.
+port_free() {
+	! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+start_devmongo() {
+	echo "== building tools/devmongo (FerretDB on SQLite)"
+	(cd tools/devmongo && go build -o "$workdir/devmongo" .)
+	local port
+	for port in $(seq 27018 27099); do
+		if port_free "$port"; then
+			break
+		fi
+	done
+	"$workdir/devmongo" -listen "127.0.0.1:$port" -dir "$workdir/mongo-data" >"$workdir/devmongo.out" 2>"$workdir/devmongo.err" &
+	pids+=("$!")
+	for _ in $(seq 1 600); do
+		if grep -q '^ready ' "$workdir/devmongo.out" 2>/dev/null; then
+			export SAGAFLOW_MONGO_URI="mongodb://127.0.0.1:$port/"
+			echo "== devmongo ready at $SAGAFLOW_MONGO_URI"
+			return 0
+		fi
+		if ! kill -0 "${pids[-1]}" 2>/dev/null; then
+			break
+		fi
+		sleep 0.1
+	done
+	echo "test.sh: devmongo did not start:" >&2
+	cat "$workdir/devmongo.err" >&2
+	return 1
+}
+
 echo "== go mod download"
 go mod download
 
@@ -30,6 +78,17 @@ fi
 
 echo "== go vet"
 go vet ./...
+(cd tools/devmongo && go vet ./...)
+
+if [ -z "${SAGAFLOW_MONGO_URI:-}" ]; then
+	if ! start_devmongo; then
+		if [ "${CI:-}" = "true" ]; then
+			echo "test.sh: no MongoDB for the tests, and CI=true: failing" >&2
+			exit 1
+		fi
+		echo "test.sh: no MongoDB; the MongoDB tests will skip (set SAGAFLOW_MONGO_URI)" >&2
+	fi
+fi
 
 echo "== go test -race"
-go test -race -count=1 -timeout 15m "$@" ./...
+go test -race -count=1 -timeout 20m "$@" ./...
