@@ -197,9 +197,18 @@ func Shipping() *aggregate.Definition[Shipment] {
 	return d
 }
 
+// DefaultStepTimeout bounds each step's wait for a reply in the demo.
+const DefaultStepTimeout = 10 * time.Second
+
 // Workflow is the order saga. retry is the shipping step's retry policy
 // (tests shorten its delays).
 func Workflow(retry workflows.RetryPolicy) *workflows.Definition[Input, State] {
+	return WorkflowWithTimeout(retry, DefaultStepTimeout)
+}
+
+// WorkflowWithTimeout is Workflow with every step's reply timeout set to
+// timeout (tests that must tell a lost message from a slow one set it long).
+func WorkflowWithTimeout(retry workflows.RetryPolicy, timeout time.Duration) *workflows.Definition[Input, State] {
 	return workflows.New(WorkflowName, 1, func(in Input) (State, error) {
 		if in.OrderID == "" {
 			return State{}, errors.New("order_id is required")
@@ -214,7 +223,7 @@ func Workflow(retry workflows.RetryPolicy) *workflows.Definition[Input, State] {
 			Compensate: func(s *State) (workflows.Cmd, error) {
 				return workflows.Cmd{Key: s.OrderID, Body: ReleaseStock{OrderID: s.OrderID}}, nil
 			},
-			Timeout: 10 * time.Second,
+			Timeout: timeout,
 		}).
 		Send("charge-payment", workflows.CommandStep[State]{
 			Service: PaymentService,
@@ -225,7 +234,7 @@ func Workflow(retry workflows.RetryPolicy) *workflows.Definition[Input, State] {
 			Compensate: func(s *State) (workflows.Cmd, error) {
 				return workflows.Cmd{Key: s.OrderID, Body: RefundPayment{OrderID: s.OrderID}}, nil
 			},
-			Timeout: 10 * time.Second,
+			Timeout: timeout,
 		}).
 		Send("ship-order", workflows.CommandStep[State]{
 			Service: ShippingService,
@@ -234,7 +243,7 @@ func Workflow(retry workflows.RetryPolicy) *workflows.Definition[Input, State] {
 			},
 			OnReply: workflows.Reply(func(s *State, r *OrderShipped) error { s.TrackingNo = r.TrackingNo; return nil }),
 			Retry:   retry,
-			Timeout: 10 * time.Second,
+			Timeout: timeout,
 		})
 }
 
@@ -243,5 +252,10 @@ var DefaultShippingRetry = workflows.RetryPolicy{MaxAttempts: 3, InitialInterval
 
 // Register registers the demo's messages, aggregates and workflow on e.
 func Register(e *engine.Engine, retry workflows.RetryPolicy) *engine.Engine {
-	return e.Register(Messages()...).Register(Inventory(), Payments(), Shipping(), Workflow(retry))
+	return RegisterWith(e, Workflow(retry))
+}
+
+// RegisterWith registers the demo's messages and aggregates, and wf, on e.
+func RegisterWith(e *engine.Engine, wf *workflows.Definition[Input, State]) *engine.Engine {
+	return e.Register(Messages()...).Register(Inventory(), Payments(), Shipping(), wf)
 }
