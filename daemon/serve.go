@@ -10,6 +10,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/engine"
 	mongostore "github.com/sagaflow/sagaflow/store/mongo"
+	"github.com/sagaflow/sagaflow/transport/rabbitmq"
 )
 
 func engineFlags() []cli.Flag {
@@ -18,6 +19,7 @@ func engineFlags() []cli.Flag {
 		&cli.StringFlag{Name: "data-dir", Value: "sagaflow-data", Usage: "directory of the embedded store (used when --mongo-uri is empty)", Sources: cli.EnvVars("SAGAFLOW_DATA_DIR")},
 		&cli.StringFlag{Name: "mongo-uri", Usage: "MongoDB URI (mongodb:// or mongodb+srv://, tls=true for TLS); the database is the URI's path, default sagaflow", Sources: cli.EnvVars("SAGAFLOW_MONGO_URI")},
 		&cli.StringFlag{Name: "admin-addr", Value: "127.0.0.1:8080", Usage: `admin API listen address ("off" disables it)`, Sources: cli.EnvVars("SAGAFLOW_ADMIN_ADDR")},
+		&cli.StringFlag{Name: "amqp-url", Usage: "RabbitMQ URL (amqp:// or amqps:// for TLS); empty: the in-process transport", Sources: cli.EnvVars("SAGAFLOW_AMQP_URL")},
 		&cli.IntFlag{Name: "partitions", Value: 16, Usage: "partitions per queue", Sources: cli.EnvVars("SAGAFLOW_PARTITIONS")},
 		&cli.DurationFlag{Name: "idle-timeout", Value: 2 * time.Minute, Usage: "passivate an entity's actor after this long idle", Sources: cli.EnvVars("SAGAFLOW_IDLE_TIMEOUT")},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", Sources: cli.EnvVars("SAGAFLOW_LOG_LEVEL")},
@@ -58,6 +60,14 @@ func serveCommand(setup Setup, stdout, stderr io.Writer) *cli.Command {
 				}
 				defer st.Close()
 				opts.Store = st
+			}
+			if url := cmd.String("amqp-url"); url != "" {
+				tr, err := rabbitmq.Dial(ctx, url, rabbitmq.WithName(opts.Name), rabbitmq.WithPartitions(opts.Partitions), rabbitmq.WithLogger(opts.Logger))
+				if err != nil {
+					return fmt.Errorf("--amqp-url: %w", err)
+				}
+				defer tr.Close()
+				opts.Transport = tr
 			}
 			e := engine.New(opts)
 			if setup != nil {

@@ -42,7 +42,7 @@ type StartResponse struct {
 //	GET  /v1/sagas/{id}            one saga with its history -> Saga
 //	POST /v1/sagas/{id}/cancel     cancel ({"reason": "..."} optional) -> 202
 //	GET  /healthz                  the process is up
-//	GET  /readyz                   the engine runs and its store answers
+//	GET  /readyz                   the engine runs, its store answers, its transport is connected
 //
 // Errors are JSON APIError bodies: 400 for malformed requests, 404 for
 // unknown sagas or workflows, 409 for a finished saga, 503 when not running.
@@ -145,6 +145,13 @@ func (e *Engine) handleReady(w http.ResponseWriter, r *http.Request) {
 	if err := e.deps.Store.Ping(ctx); err != nil {
 		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("store: %w", err))
 		return
+	}
+	// A transport that can tell (RabbitMQ: connected, not blocked) is asked too.
+	if r, ok := e.deps.Transport.(interface{ Ready() error }); ok {
+		if err := r.Ready(); err != nil {
+			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("transport: %w", err))
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }

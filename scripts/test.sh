@@ -2,6 +2,9 @@
 # Runs every test of sagaflow on a fresh machine: formatting, vet, and the
 # whole suite with the race detector. It sets up what the tests need:
 #
+#   - RabbitMQ: SAGAFLOW_AMQP_URL when set; otherwise the broker on
+#     127.0.0.1:5672 (guest/guest), started with `rabbitmq-server -detached`
+#     when it is down and installed with apt-get where it is missing.
 #   - MongoDB: SAGAFLOW_MONGO_URI when set; otherwise it builds
 #     tools/devmongo (FerretDB on SQLite), starts it on a free loopback port
 #     with its data in a temporary directory, and stops it afterwards.
@@ -65,6 +68,33 @@ start_devmongo() {
 	return 1
 }
 
+ensure_rabbitmq() {
+	if [ -n "${SAGAFLOW_AMQP_URL:-}" ]; then
+		return 0
+	fi
+	if ! port_free 5672; then
+		export SAGAFLOW_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/"
+		return 0
+	fi
+	if ! command -v rabbitmq-server >/dev/null 2>&1; then
+		echo "== installing rabbitmq-server with apt-get"
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null || return 1
+	fi
+	echo "== starting rabbitmq-server"
+	rabbitmq-server -detached >/dev/null 2>&1 || true
+	for _ in $(seq 1 120); do
+		if ! port_free 5672; then
+			rabbitmqctl await_startup >/dev/null 2>&1 || true
+			export SAGAFLOW_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/"
+			echo "== rabbitmq ready"
+			return 0
+		fi
+		sleep 1
+	done
+	echo "test.sh: rabbitmq-server did not come up on 127.0.0.1:5672 within 120s" >&2
+	return 1
+}
+
 echo "== go mod download"
 go mod download
 
@@ -88,6 +118,14 @@ if [ -z "${SAGAFLOW_MONGO_URI:-}" ]; then
 		fi
 		echo "test.sh: no MongoDB; the MongoDB tests will skip (set SAGAFLOW_MONGO_URI)" >&2
 	fi
+fi
+
+if ! ensure_rabbitmq; then
+	if [ "${CI:-}" = "true" ]; then
+		echo "test.sh: no RabbitMQ for the tests, and CI=true: failing" >&2
+		exit 1
+	fi
+	echo "test.sh: no RabbitMQ; the RabbitMQ tests will skip (set SAGAFLOW_AMQP_URL)" >&2
 fi
 
 echo "== go test -race"
