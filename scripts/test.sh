@@ -128,5 +128,8 @@ if ! ensure_rabbitmq; then
 	echo "test.sh: no RabbitMQ; the RabbitMQ tests will skip (set SAGAFLOW_AMQP_URL)" >&2
 fi
 
+# One package at a time (-p 1): the RabbitMQ recovery tests stop and start
+# the broker and close every connection, and the MongoDB tests share one dev
+# server; packages running side by side would disturb each other.
 echo "== go test -race"
-go test -race -count=1 -timeout 20m "$@" ./...
+go test -race -count=1 -p 1 -timeout 30m "$@" ./...

@@ -1,6 +1,9 @@
 package store
 
-import "fmt"
+import (
+	"context"
+	"fmt"
+)
 
 // ValidateCommit checks the parts of c every store needs: a stream name, a
 // version from 1, and the IDs of its messages and timers. Stores call it
@@ -44,4 +47,16 @@ func ValidateSnapshot(s Snapshot) error {
 		return fmt.Errorf("%w: snapshot of %q: version must be at least 1", ErrInvalidCommit, s.Stream)
 	}
 	return nil
+}
+
+// CheckAppend is what every store checks before it takes a commit: that it
+// is open (ErrClosed), that ctx has not ended, and ValidateCommit.
+func CheckAppend(ctx context.Context, closed bool, c Commit) error {
+	if closed {
+		return ErrClosed
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return ValidateCommit(c)
 }

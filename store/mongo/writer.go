@@ -60,13 +60,7 @@ func (s *Store) Append(ctx context.Context, c store.Commit) error {
 }
 
 func (s *Store) append(ctx context.Context, c store.Commit) error {
-	if s.closed.Load() {
-		return store.ErrClosed
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if err := store.ValidateCommit(c); err != nil {
+	if err := store.CheckAppend(ctx, s.closed.Load(), c); err != nil {
 		return err
 	}
 	enc, err := encodeCommit(c, newToken())
