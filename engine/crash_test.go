@@ -55,6 +55,17 @@ func runCrashChild() int {
 		defer st.Close()
 		opts.Store = st
 	}
+	if name := os.Getenv(envScaleAMQPName); name != "" {
+		tr, err := dialScaleTransport(ctx, name)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child engine: dial RabbitMQ:", err)
+			return 1
+		}
+		defer tr.Close()
+		opts.Transport = tr
+		// Three engines poll one dev MongoDB server: poll timers less often.
+		opts.TimerInterval = 250 * time.Millisecond
+	}
 	// Step timeouts far beyond the test's deadline: a message lost in the
 	// crash must show as a saga that never finishes (and fail the test),
 	// not be absorbed by a timeout and a compensation.
@@ -88,11 +99,14 @@ type childEngine struct {
 	url string
 }
 
-func startChild(t *testing.T, ts testStore, name string) *childEngine {
+// startChild starts a child engine on ts; env adds variables (see
+// scaleout_test.go).
+func startChild(t *testing.T, ts testStore, name string, env ...string) *childEngine {
 	t.Helper()
 	urlFile := filepath.Join(t.TempDir(), name+".url")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envCrashChild+"=1", envCrashDir+"="+ts.dir, envCrashMongo+"="+ts.mongoDB, envCrashURL+"="+urlFile)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start child engine: %v", err)
