@@ -1,10 +1,11 @@
 package engine_test
 
 import (
+	"github.com/sagaflow/sagaflow/internal/testenv"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
@@ -57,27 +58,13 @@ func (s testStore) open(t *testing.T) store.Store {
 	return st
 }
 
-// mongoURI returns the MongoDB the tests use. With CI=true a missing one
-// fails the test; elsewhere the test is skipped with the reason.
-func mongoURI(t *testing.T) string {
-	t.Helper()
-	uri := os.Getenv("SAGAFLOW_MONGO_URI")
-	if uri == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("SAGAFLOW_MONGO_URI is not set; in CI the engine tests must run against MongoDB (scripts/test.sh starts tools/devmongo)")
-		}
-		t.Skip("SAGAFLOW_MONGO_URI is not set: skipping the MongoDB run (scripts/test.sh starts tools/devmongo)")
-	}
-	return uri
-}
-
 // forEachStore runs f once on the embedded store and once on MongoDB.
 func forEachStore(t *testing.T, f func(t *testing.T, s testStore)) {
 	t.Run("embedded", func(t *testing.T) {
 		f(t, testStore{kind: "embedded", dir: t.TempDir()})
 	})
 	t.Run("mongo", func(t *testing.T) {
-		uri := mongoURI(t)
+		uri := testenv.MongoDB(t)
 		db := freshDatabase(t, uri)
 		f(t, testStore{kind: "mongo", uri: uri, mongoDB: db})
 	})

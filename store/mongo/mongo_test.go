@@ -1,11 +1,12 @@
 package mongo_test
 
 import (
+	"github.com/sagaflow/sagaflow/internal/testenv"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -14,26 +15,8 @@ import (
 	"github.com/sagaflow/sagaflow/store/storetest"
 )
 
-// uriEnv names the server the tests run against.
-const uriEnv = "SAGAFLOW_MONGO_URI"
-
-// serverURI returns $SAGAFLOW_MONGO_URI, failing the test in CI and
-// skipping it elsewhere when it is not set.
-func serverURI(t *testing.T) string {
-	t.Helper()
-	uri := os.Getenv(uriEnv)
-	if uri == "" {
-		const msg = uriEnv + " is not set; CI must run against MongoDB"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return uri
-}
-
 func TestConformance(t *testing.T) {
-	uri := serverURI(t)
+	uri := testenv.MongoDB(t)
 	storetest.Run(t, func(t *testing.T) store.Store {
 		return open(t, uri, freshDatabase(t, uri))
 	}, storetest.Features{

@@ -1,9 +1,10 @@
 package mongo
 
 import (
+	"github.com/sagaflow/sagaflow/internal/testenv"
+
 	"context"
 	"errors"
-	"os"
 	"testing"
 	"time"
 
@@ -17,13 +18,7 @@ import (
 // commit (Info, Load, Handled, Append's I3 check); Open must repair the
 // outbox entries and timers.
 func TestRepairAfterCrash(t *testing.T) {
-	uri := os.Getenv("SAGAFLOW_MONGO_URI")
-	if uri == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("SAGAFLOW_MONGO_URI is not set; CI must run against MongoDB")
-		}
-		t.Skip("SAGAFLOW_MONGO_URI is not set; CI must run against MongoDB")
-	}
+	uri := testenv.MongoDB(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	db := "sagaflow_test_" + newToken()[:12]

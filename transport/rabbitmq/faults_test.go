@@ -1,6 +1,8 @@
 package rabbitmq_test
 
 import (
+	"github.com/sagaflow/sagaflow/internal/testenv"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -28,7 +30,7 @@ type fixture struct {
 
 func newFixture(t *testing.T, partitions int, opts ...rabbitmq.Option) *fixture {
 	t.Helper()
-	u := brokerURL(t)
+	u := testenv.RabbitMQ(t)
 	name := "sagaflow-ft-" + randomID(t)
 	c := newCleaner(t, u, name, partitions)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -348,7 +350,7 @@ func TestBlockedConnection(t *testing.T) {
 // every later reconnect attempt fails on it, so the connection never
 // recovers. If this test starts failing, the library fixed it.
 func TestLibraryTrapChannelCloseDuringRecovery(t *testing.T) {
-	u := brokerURL(t)
+	u := testenv.RabbitMQ(t)
 	conn, err := amqp.DialConfig(u, amqp.Config{
 		Properties: amqp.Table{"connection_name": "sagaflow-trap-" + randomID(t)},
 		Recovery:   &amqp.Recovery{ReconnectionConfig: &amqp.ReconnectionConfig{MaxRetryCount: 4, RetryInterval: 300 * time.Millisecond}},

@@ -1,6 +1,8 @@
 package rabbitmq_test
 
 import (
+	"github.com/sagaflow/sagaflow/internal/testenv"
+
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -8,8 +10,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
-	"net/url"
 	"os"
 	"runtime"
 	"strings"
@@ -25,42 +25,6 @@ import (
 	"github.com/sagaflow/sagaflow/transport/rabbitmq"
 	"github.com/sagaflow/sagaflow/transport/transporttest"
 )
-
-const defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
-
-// brokerURL returns the broker to test against: SAGAFLOW_AMQP_URL, or the
-// local default. When the broker cannot be reached the test fails in CI
-// (CI=true) and is skipped elsewhere.
-func brokerURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv("SAGAFLOW_AMQP_URL")
-	if u == "" {
-		u = defaultURL
-	}
-	parsed, err := amqp.ParseURI(u)
-	if err != nil {
-		t.Fatalf("SAGAFLOW_AMQP_URL %q: %v", u, err)
-	}
-	addr := net.JoinHostPort(parsed.Host, itoa(parsed.Port))
-	conn, err := net.DialTimeout("tcp", addr, 3*time.Second)
-	if err == nil {
-		conn.Close()
-		var c *amqp.Connection
-		if c, err = amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)}); err == nil {
-			c.Close()
-			return u
-		}
-	}
-	redacted := u
-	if pu, perr := url.Parse(u); perr == nil {
-		redacted = pu.Redacted()
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("RabbitMQ at %s (SAGAFLOW_AMQP_URL) cannot be reached: %v; CI needs it", redacted, err)
-	}
-	t.Skipf("RabbitMQ at %s cannot be reached (%v); set SAGAFLOW_AMQP_URL, or CI=true to make this fail", redacted, err)
-	return ""
-}
 
 func itoa(n int) string {
 	return string(appendInt(nil, n))
@@ -170,7 +134,7 @@ var features = transporttest.Features{
 }
 
 func TestTransport(t *testing.T) {
-	u := brokerURL(t)
+	u := testenv.RabbitMQ(t)
 	name := "sagaflow-tt-" + randomID(t)
 	c := newCleaner(t, u, name, features.Partitions)
 	start := time.Now()
@@ -194,7 +158,7 @@ func TestTransport(t *testing.T) {
 }
 
 func TestReadyAndClose(t *testing.T) {
-	u := brokerURL(t)
+	u := testenv.RabbitMQ(t)
 	name := "sagaflow-rc-" + randomID(t)
 	newCleaner(t, u, name, 1)
 	tr, err := rabbitmq.Dial(t.Context(), u, rabbitmq.WithName(name), rabbitmq.WithLogger(quietLogger()))
@@ -215,7 +179,7 @@ func TestReadyAndClose(t *testing.T) {
 // TestNoGoroutinesLeft: after Close, every goroutine the transport started
 // (notification drainers, consumer readers, publish writes) has ended.
 func TestNoGoroutinesLeft(t *testing.T) {
-	u := brokerURL(t)
+	u := testenv.RabbitMQ(t)
 	name := "sagaflow-gl-" + randomID(t)
 	c := newCleaner(t, u, name, 2)
 	before := runtime.NumGoroutine()
@@ -270,7 +234,7 @@ func TestNoGoroutinesLeft(t *testing.T) {
 func BenchmarkPublishConsumeAck(b *testing.B) {
 	u := os.Getenv("SAGAFLOW_AMQP_URL")
 	if u == "" {
-		u = defaultURL
+		u = testenv.DefaultAMQPURL
 	}
 	name := "sagaflow-bench-" + randomID(b)
 	ctx := context.Background()

@@ -1,6 +1,8 @@
 package rabbitmq_test
 
 import (
+	"github.com/sagaflow/sagaflow/internal/testenv"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -76,10 +78,7 @@ func ctlCommand(t *testing.T) []string {
 	}
 	path, err := exec.LookPath("rabbitmqctl")
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("rabbitmqctl not found (%v); set SAGAFLOW_RABBITMQCTL", err)
-		}
-		t.Skipf("rabbitmqctl not found (%v); set SAGAFLOW_RABBITMQCTL to run this test", err)
+		testenv.Unavailable(t, "rabbitmqctl not found (%v); set SAGAFLOW_RABBITMQCTL to run this test", err)
 	}
 	return []string{path}
 }
@@ -98,7 +97,7 @@ func testRecovery(t *testing.T, what string, backlog bool, disturb func(t *testi
 		maxTries   = 240 // 240 * 250ms = one minute per message at most
 		partitions = 8
 	)
-	u := brokerURL(t)
+	u := testenv.RabbitMQ(t)
 	ctlCommand(t)
 	name := "sagaflow-rt-" + randomID(t)
 	c := newCleaner(t, u, name, partitions)
