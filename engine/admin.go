@@ -2,10 +2,13 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -46,8 +49,18 @@ type StartResponse struct {
 //
 // Errors are JSON APIError bodies: 400 for malformed requests, 404 for
 // unknown sagas or workflows, 409 for a finished saga, 503 when not running.
+//
+// Handlers added with HandleAdmin are mounted on the same mux. When
+// Options.AdminToken is set, every route except /healthz and /readyz
+// requires "Authorization: Bearer <token>".
 func (e *Engine) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
+	e.mu.RLock()
+	mounts := append([]adminMount(nil), e.adminMounts...)
+	e.mu.RUnlock()
+	for _, m := range mounts {
+		mux.Handle(m.pattern, m.handler)
+	}
 	mux.HandleFunc("POST /v1/sagas", e.handleStart)
 	mux.HandleFunc("GET /v1/sagas", e.handleList)
 	mux.HandleFunc("GET /v1/sagas/{id}", e.handleGet)
@@ -59,7 +72,112 @@ func (e *Engine) AdminHandler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Errorf("no route %s %s; see GET /v1/sagas, POST /v1/sagas, GET /v1/sagas/{id}, POST /v1/sagas/{id}/cancel, /healthz, /readyz", r.Method, r.URL.Path))
 	})
-	return mux
+	return requireToken(e.opts.AdminToken, mux)
+}
+
+// adminMount is a handler added to the admin mux with HandleAdmin.
+type adminMount struct {
+	pattern string
+	handler http.Handler
+}
+
+// HandleAdmin mounts h on the admin HTTP server at pattern (a
+// net/http.ServeMux pattern such as "GET /console/" or "/console/"),
+// behind the same bearer-token check as the API. Call it before Run; a
+// pattern that is malformed or conflicts with another route is reported
+// by Err and Run. The web console mounts itself this way.
+func (e *Engine) HandleAdmin(pattern string, h http.Handler) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.started.Load() {
+		e.regErrs = append(e.regErrs, fmt.Errorf("admin handler %q: HandleAdmin called after Run", pattern))
+		return
+	}
+	if h == nil {
+		e.regErrs = append(e.regErrs, fmt.Errorf("admin handler %q: nil handler", pattern))
+		return
+	}
+	// Try the pattern on a scratch mux with the routes so far, so that a
+	// bad or conflicting pattern is an error here and not a panic in Run.
+	scratch := http.NewServeMux()
+	err := func() (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("admin handler %q: %v", pattern, r)
+			}
+		}()
+		for _, m := range e.adminMounts {
+			scratch.Handle(m.pattern, m.handler)
+		}
+		for _, p := range builtinAdminPatterns {
+			scratch.Handle(p, http.NotFoundHandler())
+		}
+		scratch.Handle(pattern, h)
+		return nil
+	}()
+	if err != nil {
+		e.regErrs = append(e.regErrs, err)
+		return
+	}
+	e.adminMounts = append(e.adminMounts, adminMount{pattern: pattern, handler: h})
+}
+
+// builtinAdminPatterns are the admin API's own routes, which a mounted
+// handler may not take.
+var builtinAdminPatterns = []string{
+	"POST /v1/sagas", "GET /v1/sagas", "GET /v1/sagas/{id}", "POST /v1/sagas/{id}/cancel",
+	"GET /healthz", "GET /readyz", "/",
+}
+
+// requireToken wraps h so that, when token is not empty, a request must
+// carry "Authorization: Bearer <token>"; /healthz and /readyz stay open
+// for probes. The comparison takes constant time.
+func requireToken(token string, h http.Handler) http.Handler {
+	if token == "" {
+		return h
+	}
+	want := sha256.Sum256([]byte(token))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+			h.ServeHTTP(w, r)
+			return
+		}
+		auth := r.Header.Get("Authorization")
+		got, ok := strings.CutPrefix(auth, "Bearer ")
+		sum := sha256.Sum256([]byte(got))
+		if !ok || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sagaflow"`)
+			msg := "missing bearer token: send Authorization: Bearer <token>"
+			if ok {
+				msg = "bearer token does not match the engine's admin token"
+			}
+			writeError(w, http.StatusUnauthorized, errors.New(msg))
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// validateAdmin refuses an admin API that listens beyond loopback without
+// a token.
+func validateAdmin(addr, token string) error {
+	if addr == AdminOff {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("admin address %q: want host:port or %q: %w", addr, AdminOff, err)
+	}
+	if token != "" {
+		return nil
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("admin address %q listens beyond loopback: set an admin token (--admin-token-file or SAGAFLOW_ADMIN_TOKEN), or bind 127.0.0.1", addr)
 }
 
 func (e *Engine) handleStart(w http.ResponseWriter, r *http.Request) {

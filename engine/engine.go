@@ -57,6 +57,8 @@ type Engine struct {
 	started  atomic.Bool
 	running  atomic.Bool
 	adminURL atomic.Value // string
+
+	adminMounts []adminMount // guarded by mu; see HandleAdmin
 }
 
 // MessageType is a registration of a Go struct under a type name; make one

@@ -37,6 +37,10 @@ type Options struct {
 	// RelayInterval is how often the outbox relay looks for unpublished
 	// messages (default 1s).
 	RelayInterval time.Duration
+	// AdminToken, when set, is the bearer token every admin API call
+	// (except /healthz and /readyz) must carry. It is required when
+	// AdminAddr is not a loopback address.
+	AdminToken string
 	// ShutdownTimeout bounds the graceful stop (default 10s).
 	ShutdownTimeout time.Duration
 	// Logger receives the engine's logs (default slog.Default()).
@@ -99,6 +103,9 @@ func (o Options) validate() error {
 	}
 	if o.RelayInterval < time.Millisecond {
 		errs = append(errs, fmt.Errorf("relay interval %v: want at least 1ms", o.RelayInterval))
+	}
+	if err := validateAdmin(o.AdminAddr, o.AdminToken); err != nil {
+		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
 		return nil
