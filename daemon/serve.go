@@ -8,6 +8,7 @@ import (
 
 	"github.com/urfave/cli/v3"
 
+	"github.com/sagaflow/sagaflow/console"
 	"github.com/sagaflow/sagaflow/engine"
 	mongostore "github.com/sagaflow/sagaflow/store/mongo"
 	"github.com/sagaflow/sagaflow/transport/rabbitmq"
@@ -70,6 +71,7 @@ func serveCommand(setup Setup, stdout, stderr io.Writer) *cli.Command {
 				opts.Transport = tr
 			}
 			e := engine.New(opts)
+			e.HandleAdmin(console.DefaultBasePath+"/", console.New(e, console.WithLogger(opts.Logger)))
 			if setup != nil {
 				setup(e)
 			}

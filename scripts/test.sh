@@ -8,6 +8,8 @@
 #   - MongoDB: SAGAFLOW_MONGO_URI when set; otherwise it builds
 #     tools/devmongo (FerretDB on SQLite), starts it on a free loopback port
 #     with its data in a temporary directory, and stops it afterwards.
+#   - Chromium (the web console's browser test): SAGAFLOW_CHROMIUM when
+#     set, otherwise chromium on PATH, installed with apt-get where missing.
 #
 # With CI=true a service that cannot be reached fails the run; tests never
 # skip silently there.
@@ -95,6 +97,14 @@ ensure_rabbitmq() {
 	return 1
 }
 
+ensure_chromium() {
+	if [ -n "${SAGAFLOW_CHROMIUM:-}" ] || command -v chromium >/dev/null 2>&1; then
+		return 0
+	fi
+	echo "== installing chromium with apt-get"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+}
+
 echo "== go mod download"
 go mod download
 
@@ -126,6 +136,14 @@ if ! ensure_rabbitmq; then
 		exit 1
 	fi
 	echo "test.sh: no RabbitMQ; the RabbitMQ tests will skip (set SAGAFLOW_AMQP_URL)" >&2
+fi
+
+if ! ensure_chromium; then
+	if [ "${CI:-}" = "true" ]; then
+		echo "test.sh: no Chromium for the console's browser test, and CI=true: failing" >&2
+		exit 1
+	fi
+	echo "test.sh: no Chromium; the console's browser test will skip (set SAGAFLOW_CHROMIUM)" >&2
 fi
 
 # One package at a time (-p 1): the RabbitMQ recovery tests stop and start

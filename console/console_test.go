@@ -1,0 +1,256 @@
+package console_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/sagaflow/sagaflow/console"
+	"github.com/sagaflow/sagaflow/engine"
+	"github.com/sagaflow/sagaflow/examples/orders"
+	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/workflows"
+)
+
+// fastRetry makes the shipping step's retries quick, but slow enough for
+// the back-off to show on the timeline.
+var fastRetry = workflows.RetryPolicy{MaxAttempts: 3, InitialInterval: 40 * time.Millisecond, MaxInterval: 100 * time.Millisecond, Multiplier: 2}
+
+// startDaemon runs an engine with the demo order saga and the console
+// mounted at /console/, as `sagaflow serve` does, until the test ends.
+func startDaemon(t *testing.T) *engine.Engine {
+	t.Helper()
+	e := engine.New(engine.Options{
+		DataDir:   t.TempDir(),
+		AdminAddr: "127.0.0.1:0",
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	orders.Register(e, fastRetry)
+	e.HandleAdmin("/console/", console.New(e))
+	if err := e.Err(); err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("engine stopped with error: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("engine did not stop within 15s")
+		}
+	})
+	select {
+	case err := <-done:
+		t.Fatalf("engine stopped before ready: %v", err)
+	case <-e.Ready():
+	case <-time.After(10 * time.Second):
+		t.Fatal("engine not ready within 10s")
+	}
+	return e
+}
+
+// runOrder starts an order saga and waits until it is finished.
+func runOrder(t *testing.T, e *engine.Engine, in orders.Input) engine.Saga {
+	t.Helper()
+	input, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	id, err := e.StartSaga(ctx, engine.StartRequest{Workflow: orders.WorkflowName, Input: input, ID: in.OrderID, CorrelationID: "cart-" + in.OrderID})
+	if err != nil {
+		t.Fatalf("start %s: %v", in.OrderID, err)
+	}
+	s, err := e.WaitSaga(ctx, id)
+	if err != nil {
+		t.Fatalf("wait for %s: %v", id, err)
+	}
+	return s
+}
+
+// screenshotDir is where screenshots go: SAGAFLOW_SCREENSHOT_DIR when set
+// (to keep them), else the test's temporary directory.
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	if d := os.Getenv("SAGAFLOW_SCREENSHOT_DIR"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	return t.TempDir()
+}
+
+// browser starts headless Chromium for the test and returns its context.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path := testenv.Chromium(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox,
+		chromedp.Headless,
+		chromedp.WindowSize(1400, 1000),
+		chromedp.Flag("hide-scrollbars", true),
+		chromedp.Flag("force-device-scale-factor", "1"),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithErrorf(t.Logf))
+	ctx, cancel := context.WithTimeout(bctx, 60*time.Second)
+	t.Cleanup(func() {
+		cancel()
+		cancelBrowser()
+		cancelAlloc()
+	})
+	return ctx
+}
+
+// run runs one browser action and fails the test on error.
+func run[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		t.Fatalf("browser: %v", err)
+	}
+	return v
+}
+
+// TestConsoleShowsACompensatedSaga is the console's acceptance test: the
+// daemon runs an order whose carrier stays down, so shipping is retried
+// three times and the payment and the stock are compensated. Its page in
+// headless Chromium shows the saga as compensated, a timeline with one bar
+// per shipping attempt and a compensation bar for each undone step, and
+// the workflow diagram drawn by mermaid.js.
+func TestConsoleShowsACompensatedSaga(t *testing.T) {
+	ctx := browser(t)
+	e := startDaemon(t)
+	runOrder(t, e, orders.Input{OrderID: "o-1001", SKU: "book", Qty: 1, Amount: 30, Address: "1 Main St"})
+	runOrder(t, e, orders.Input{OrderID: "o-1002", SKU: "lamp", Qty: 1, Amount: 5000, Address: "2 High St"})
+	s := runOrder(t, e, orders.Input{OrderID: "o-1003", SKU: "desk", Qty: 2, Amount: 250, Address: orders.Unreachable})
+	if s.Status != workflows.StatusCompensated {
+		t.Fatalf("saga %s: status %s, want compensated", s.ID, s.Status)
+	}
+	dir := screenshotDir(t)
+	base := e.AdminURL() + "/console"
+
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/sagas/"+s.ID),
+		chromedp.WaitVisible(chromedp.CSS(`#timeline .bar.compensation`)),
+		chromedp.WaitVisible(chromedp.CSS(`#diagram svg`)),
+	); err != nil {
+		t.Fatalf("open the saga's page: %v", err)
+	}
+	status := run(t, ctx, chromedp.Text(chromedp.CSS(`#saga-status`)))
+	compBars := run(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#timeline .bar.compensation').length`))
+	compLabels := run(t, ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#timeline .tl-row.compensation .tl-label')).map(e => e.textContent.trim())`))
+	shipAttempts := run(t, ctx, chromedp.Evaluate[int](`Array.from(document.querySelectorAll('#timeline .tl-row')).find(r => r.querySelector('.tl-label').textContent.trim() === 'ship-order').querySelectorAll('.bar').length`))
+	waits := run(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#timeline .wait').length`))
+	diagram := run(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#diagram svg .node').length`))
+	current := run(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#diagram svg .node.current').length`))
+	shot := run(t, ctx, chromedp.FullScreenshot(100))
+	path := filepath.Join(dir, "console-saga-compensated.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the compensated saga's page: %s", path)
+
+	if status != "compensated" {
+		t.Errorf("status badge says %q, want compensated", status)
+	}
+	if compBars != 2 || strings.Join(compLabels, ",") != "↩undo charge-payment,↩undo reserve-stock" {
+		t.Errorf("timeline: %d compensation bars in rows %q, want 2: undo charge-payment, then undo reserve-stock", compBars, compLabels)
+	}
+	if shipAttempts != 3 || waits != 2 {
+		t.Errorf("timeline: ship-order has %d attempt bars and %d back-offs, want 3 and 2", shipAttempts, waits)
+	}
+	if diagram < 8 || current != 1 {
+		t.Errorf("diagram: %d nodes with %d highlighted, want the 8 nodes of the order saga with its end highlighted", diagram, current)
+	}
+
+	// The list shows the three sagas with their status badges.
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/"),
+		chromedp.WaitVisible(chromedp.CSS(`table.sagas`)),
+	); err != nil {
+		t.Fatalf("open the list: %v", err)
+	}
+	rows := run(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('table.sagas tbody tr').length`))
+	badges := run(t, ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('table.sagas .badge')).map(e => e.textContent)`))
+	shot = run(t, ctx, chromedp.FullScreenshot(100))
+	path = filepath.Join(dir, "console-sagas.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the sagas list: %s", path)
+	if rows != 3 || strings.Join(badges, ",") != "completed,compensated,compensated" {
+		t.Errorf("list: %d rows with badges %q, want completed, compensated, compensated", rows, badges)
+	}
+}
+
+// TestConsoleOnTheAdminServer reads the pages over the engine's admin
+// server, without a browser: the filters reach the engine, an unknown saga
+// is a 404, and a compensated saga's page has compensation bars.
+func TestConsoleOnTheAdminServer(t *testing.T) {
+	e := startDaemon(t)
+	runOrder(t, e, orders.Input{OrderID: "o-2001", SKU: "book", Qty: 1, Amount: 30, Address: "1 Main St"})
+	runOrder(t, e, orders.Input{OrderID: "o-2002", SKU: "lamp", Qty: 1, Amount: 5000, Address: "2 High St"})
+	base := e.AdminURL() + "/console"
+
+	get := func(path string) (int, string) {
+		t.Helper()
+		res, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, err := io.ReadAll(res.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.StatusCode, string(body)
+	}
+	for _, c := range []struct {
+		path     string
+		status   int
+		has, not []string
+	}{
+		{"/", 200, []string{"o-2001", "o-2002"}, nil},
+		{"/?status=completed", 200, []string{"o-2001"}, []string{"o-2002"}},
+		{"/sagas?status=compensated&workflow=" + orders.WorkflowName, 200, []string{"o-2002"}, []string{"o-2001", "<html"}},
+		{"/?workflow=nobody", 200, []string{"No sagas match these filters."}, []string{"o-2001"}},
+		{"/?status=lost", 400, []string{"status &#34;lost&#34;"}, nil},
+		{"/sagas/o-2002", 200, []string{`class="bar compensation outcome-succeeded"`, "undo reserve-stock", "payment declined"}, nil},
+		{"/sagas/o-404", 404, []string{"saga not found: o-404"}, nil},
+		{"/deadletters", 200, []string{"Dead letters"}, nil},
+	} {
+		status, body := get(c.path)
+		if status != c.status {
+			t.Errorf("GET %s: status %d, want %d:\n%s", c.path, status, c.status, body)
+			continue
+		}
+		for _, s := range c.has {
+			if !strings.Contains(body, s) {
+				t.Errorf("GET %s: lacks %q", c.path, s)
+			}
+		}
+		for _, s := range c.not {
+			if strings.Contains(body, s) {
+				t.Errorf("GET %s: has %q", c.path, s)
+			}
+		}
+	}
+}
