@@ -356,7 +356,7 @@ type sagaView struct {
 func (c *Console) sagaView(ctx context.Context, id string) (sagaView, error) {
 	s, err := c.eng.GetSaga(ctx, id)
 	if err != nil {
-		return sagaView{}, fmt.Errorf("saga %s: %w", id, err)
+		return sagaView{}, fmt.Errorf("get saga: %w", err) // err names the saga
 	}
 	now := c.cfg.now()
 	v := sagaView{Saga: s, Final: s.Status.Terminal(), Input: prettyJSON(s.Input), State: prettyJSON(s.State)}

@@ -21,9 +21,10 @@ import (
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
-// fastRetry makes the shipping step's retries quick, but slow enough for
-// the back-off to show on the timeline.
-var fastRetry = workflows.RetryPolicy{MaxAttempts: 3, InitialInterval: 40 * time.Millisecond, MaxInterval: 100 * time.Millisecond, Multiplier: 2}
+// shortRetry makes the shipping step's retries take about a second in
+// all: quick, but slow enough for the browser to watch the saga run and
+// for the back-off to show on the timeline.
+var shortRetry = workflows.RetryPolicy{MaxAttempts: 3, InitialInterval: 300 * time.Millisecond, MaxInterval: time.Second, Multiplier: 2}
 
 // startDaemon runs an engine with the demo order saga and the console
 // mounted at /console/, as `sagaflow serve` does, until the test ends.
@@ -34,7 +35,7 @@ func startDaemon(t *testing.T) *engine.Engine {
 		AdminAddr: "127.0.0.1:0",
 		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	orders.Register(e, fastRetry)
+	orders.Register(e, shortRetry)
 	e.HandleAdmin("/console/", console.New(e))
 	if err := e.Err(); err != nil {
 		t.Fatalf("register: %v", err)
@@ -63,19 +64,26 @@ func startDaemon(t *testing.T) *engine.Engine {
 	return e
 }
 
-// runOrder starts an order saga and waits until it is finished.
-func runOrder(t *testing.T, e *engine.Engine, in orders.Input) engine.Saga {
+// startOrder starts an order saga, its ID the order's.
+func startOrder(t *testing.T, e *engine.Engine, in orders.Input) string {
 	t.Helper()
 	input, err := json.Marshal(in)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	id, err := e.StartSaga(ctx, engine.StartRequest{Workflow: orders.WorkflowName, Input: input, ID: in.OrderID, CorrelationID: "cart-" + in.OrderID})
+	id, err := e.StartSaga(context.Background(), engine.StartRequest{Workflow: orders.WorkflowName, Input: input, ID: in.OrderID, CorrelationID: "cart-" + in.OrderID})
 	if err != nil {
 		t.Fatalf("start %s: %v", in.OrderID, err)
 	}
+	return id
+}
+
+// runOrder starts an order saga and waits until it is finished.
+func runOrder(t *testing.T, e *engine.Engine, in orders.Input) engine.Saga {
+	t.Helper()
+	id := startOrder(t, e, in)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
 	s, err := e.WaitSaga(ctx, id)
 	if err != nil {
 		t.Fatalf("wait for %s: %v", id, err)
@@ -131,28 +139,41 @@ func run[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 
 // TestConsoleShowsACompensatedSaga is the console's acceptance test: the
 // daemon runs an order whose carrier stays down, so shipping is retried
-// three times and the payment and the stock are compensated. Its page in
-// headless Chromium shows the saga as compensated, a timeline with one bar
+// three times and the payment and the stock are compensated. Its page,
+// opened in headless Chromium while the saga runs, follows it without a
+// reload until it shows the saga as compensated, a timeline with one bar
 // per shipping attempt and a compensation bar for each undone step, and
-// the workflow diagram drawn by mermaid.js.
+// the workflow diagram drawn by mermaid.js with the end highlighted.
 func TestConsoleShowsACompensatedSaga(t *testing.T) {
 	ctx := browser(t)
 	e := startDaemon(t)
 	runOrder(t, e, orders.Input{OrderID: "o-1001", SKU: "book", Qty: 1, Amount: 30, Address: "1 Main St"})
 	runOrder(t, e, orders.Input{OrderID: "o-1002", SKU: "lamp", Qty: 1, Amount: 5000, Address: "2 High St"})
-	s := runOrder(t, e, orders.Input{OrderID: "o-1003", SKU: "desk", Qty: 2, Amount: 250, Address: orders.Unreachable})
-	if s.Status != workflows.StatusCompensated {
-		t.Fatalf("saga %s: status %s, want compensated", s.ID, s.Status)
-	}
+	id := startOrder(t, e, orders.Input{OrderID: "o-1003", SKU: "desk", Qty: 2, Amount: 250, Address: orders.Unreachable})
 	dir := screenshotDir(t)
 	base := e.AdminURL() + "/console"
 
 	if err := chromedp.Do(ctx,
-		chromedp.Navigate(base+"/sagas/"+s.ID),
-		chromedp.WaitVisible(chromedp.CSS(`#timeline .bar.compensation`)),
-		chromedp.WaitVisible(chromedp.CSS(`#diagram svg`)),
+		chromedp.Navigate(base+"/sagas/"+id),
+		chromedp.WaitVisible(chromedp.CSS(`#saga-status`)),
 	); err != nil {
 		t.Fatalf("open the saga's page: %v", err)
+	}
+	first := run(t, ctx, chromedp.Text(chromedp.CSS(`#saga-status`)))
+	t.Logf("the page opened with the saga %s", first)
+	// A reload would drop this mark: the page must follow the saga by itself.
+	run(t, ctx, chromedp.Evaluate[chromedp.Void](`window.sameDocument = true`))
+	if err := chromedp.Do(ctx,
+		chromedp.WaitVisible(chromedp.CSS(`.live-root[data-final="true"] #timeline .bar.compensation`)),
+		chromedp.WaitVisible(chromedp.CSS(`#diagram svg .node.current[id*="-compensated-"]`)),
+	); err != nil {
+		t.Fatalf("the saga's page did not show the compensation: %v", err)
+	}
+	if !run(t, ctx, chromedp.Evaluate[bool](`window.sameDocument === true`)) {
+		t.Errorf("the page was reloaded; the live refresh should update it in place")
+	}
+	if s, err := e.GetSaga(context.Background(), id); err != nil || s.Status != workflows.StatusCompensated {
+		t.Fatalf("saga %s: status %s (%v), want compensated", id, s.Status, err)
 	}
 	status := run(t, ctx, chromedp.Text(chromedp.CSS(`#saga-status`)))
 	compBars := run(t, ctx, chromedp.Evaluate[int](`document.querySelectorAll('#timeline .bar.compensation').length`))
@@ -198,6 +219,12 @@ func TestConsoleShowsACompensatedSaga(t *testing.T) {
 	t.Logf("screenshot of the sagas list: %s", path)
 	if rows != 3 || strings.Join(badges, ",") != "completed,compensated,compensated" {
 		t.Errorf("list: %d rows with badges %q, want completed, compensated, compensated", rows, badges)
+	}
+
+	// The list refreshes itself: a saga started now appears without a reload.
+	runOrder(t, e, orders.Input{OrderID: "o-1004", SKU: "pen", Qty: 3, Amount: 12, Address: "4 Low Rd"})
+	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`table.sagas a[href$="/sagas/o-1004"]`))); err != nil {
+		t.Fatalf("the list did not show a new saga by itself: %v", err)
 	}
 }
 

@@ -51,6 +51,8 @@ var funcs = template.FuncMap{
 	// clock is the time of day.
 	"clock": func(t time.Time) string { return t.Local().Format("15:04:05.000") },
 	"dur":   FormatDuration,
+	// ms turns milliseconds into a duration.
+	"ms": func(n int64) time.Duration { return time.Duration(n) * time.Millisecond },
 	// since is t's offset from start as "+1.25s".
 	"since": func(start, t time.Time) string { return "+" + FormatDuration(t.Sub(start)) },
 	// statusLabel is the badge text of a status.
