@@ -118,7 +118,7 @@ func (a *aggregateEntity) handle(ctx context.Context, d transport.Delivery) {
 			a.loaded = false
 		}
 	}
-	a.deps.requeue(d, fmt.Errorf("aggregate %s %s: command %s not committed after %d attempts: %w", a.typ.Name(), a.id, env.ID, a.deps.commitAttempts(), lastErr))
+	a.deps.retryLater(d, fmt.Errorf("aggregate %s %s: command %s not committed after %d attempts: %w", a.typ.Name(), a.id, env.ID, a.deps.commitAttempts(), lastErr))
 }
 
 // pendingCommit is a commit plus the state it leads to.

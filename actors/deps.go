@@ -32,8 +32,13 @@ type Deps struct {
 	// Workflows finds a workflow definition by name and version.
 	Workflows func(name string, version int) (workflows.Workflow, bool)
 	// CommitAttempts bounds how often one delivery's commit is tried on
-	// conflicts and store errors before the delivery is requeued (default 8).
+	// conflicts and store errors before the delivery is handed back to the
+	// transport for a delayed retry (default 8).
 	CommitAttempts int
+	// RetryDelay is the delay of the first delayed retry of a delivery
+	// whose commit kept failing; it doubles with each delivery, up to
+	// MaxRetryDelay (defaults 1s and 2m).
+	RetryDelay, MaxRetryDelay time.Duration
 	// SettleTimeout bounds acks, requeues and publishes (default 10s).
 	SettleTimeout time.Duration
 }
@@ -123,6 +128,36 @@ func (d *Deps) ack(dl transport.Delivery) {
 	if err := dl.Ack(ctx); err != nil {
 		d.Logger.Warn("ack failed; the message will be redelivered", "message_id", dl.Envelope().ID, "err", err)
 	}
+}
+
+// retryLater hands a delivery whose handling kept failing in place back to
+// the transport, to be delivered again after a delay that grows with its
+// attempts (so that a store outage does not burn the delivery limit in
+// seconds); at the delivery limit the transport dead-letters it.
+func (d *Deps) retryLater(dl transport.Delivery, reason error) {
+	ctx, cancel := d.settleCtx()
+	defer cancel()
+	delay := backoffDelay(dl.Attempt(), d.RetryDelay, d.MaxRetryDelay)
+	e := dl.Envelope()
+	d.Logger.Warn("handing message back for a delayed retry", "message_id", e.ID, "type", e.Type, "key", e.Key, "attempt", dl.Attempt(), "delay", delay, "reason", reason)
+	if err := dl.Retry(ctx, delay, reason); err != nil {
+		d.Logger.Error("delayed retry failed; the message will be redelivered", "message_id", e.ID, "err", err)
+	}
+}
+
+// backoffDelay is first doubled attempt-1 times, at most most.
+func backoffDelay(attempt int, first, most time.Duration) time.Duration {
+	if first <= 0 {
+		first = time.Second
+	}
+	if most <= 0 {
+		most = 2 * time.Minute
+	}
+	delay := first
+	for i := 1; i < attempt && delay < most; i++ {
+		delay *= 2
+	}
+	return min(delay, most)
 }
 
 // requeue hands a delivery back for redelivery.

@@ -48,6 +48,9 @@ func (f *fakeDelivery) settle(how string, reason error) error {
 }
 func (f *fakeDelivery) Ack(context.Context) error                { return f.settle("ack", nil) }
 func (f *fakeDelivery) Requeue(_ context.Context, r error) error { return f.settle("requeue", r) }
+func (f *fakeDelivery) Retry(_ context.Context, _ time.Duration, r error) error {
+	return f.settle("retry", r)
+}
 func (f *fakeDelivery) DeadLetter(_ context.Context, r error) error {
 	return f.settle("deadletter", r)
 }

@@ -239,7 +239,7 @@ func (s *sagaEntity) handle(ctx context.Context, d transport.Delivery) {
 			s.loaded, s.state = false, nil
 		}
 	}
-	s.deps.requeue(d, fmt.Errorf("saga %s: message %s (%s) not committed after %d attempts: %w", s.id, env.ID, env.Type, s.deps.commitAttempts(), lastErr))
+	s.deps.retryLater(d, fmt.Errorf("saga %s: message %s (%s) not committed after %d attempts: %w", s.id, env.ID, env.Type, s.deps.commitAttempts(), lastErr))
 }
 
 // decide feeds one message to the Machine.

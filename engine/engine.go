@@ -234,6 +234,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	e.deps = &actors.Deps{
 		Store: st, Transport: tr, Registry: e.registry, Logger: e.logger, Now: o.Now,
 		SagaQueue: o.Name, Source: o.Name, Workflows: e.workflow,
+		RetryDelay: o.RetryDelay, MaxRetryDelay: o.MaxRetryDelay,
 	}
 	if err := e.declare(ctx); err != nil {
 		return err

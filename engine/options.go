@@ -41,6 +41,12 @@ type Options struct {
 	// (except /healthz and /readyz) must carry. It is required when
 	// AdminAddr is not a loopback address.
 	AdminToken string
+	// RetryDelay is how long a message whose handling kept failing in
+	// place (its commit failed CommitAttempts times: a store outage) waits
+	// before the transport delivers it again; the delay doubles with each
+	// delivery up to MaxRetryDelay (defaults 1s and 2m). At the transport's
+	// delivery limit it is dead-lettered.
+	RetryDelay, MaxRetryDelay time.Duration
 	// ShutdownTimeout bounds the graceful stop (default 10s).
 	ShutdownTimeout time.Duration
 	// Logger receives the engine's logs (default slog.Default()).

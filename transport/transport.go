@@ -48,6 +48,14 @@ type Delivery interface {
 	// Requeue returns the message to its partition to be delivered again.
 	// reason is kept and used if the delivery limit dead-letters it.
 	Requeue(ctx context.Context, reason error) error
+	// Retry hands the message back to be delivered again after delay, at
+	// the back of its partition: later messages of its key may overtake
+	// it, so consumers that need per-key order retry in place first (see
+	// DESIGN.md) and use Retry only when that is exhausted. The next
+	// delivery's Attempt goes on counting; Retry of the delivery that has
+	// reached the delivery limit dead-letters it with reason instead. A
+	// transport may round delay up to one of the delays it supports.
+	Retry(ctx context.Context, delay time.Duration, reason error) error
 	// DeadLetter moves the message to the dead-letter queue with reason.
 	DeadLetter(ctx context.Context, reason error) error
 }

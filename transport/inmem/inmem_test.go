@@ -24,6 +24,7 @@ var features = transporttest.Features{
 	MaxMessageSize:    64 << 10,
 	RedeliveryTimeout: 5 * time.Second,
 	QuietPeriod:       50 * time.Millisecond,
+	RetryDelay:        100 * time.Millisecond,
 }
 
 func newTransport(t *testing.T, opts ...inmem.Option) *inmem.Transport {

@@ -69,6 +69,7 @@ type spoiled struct {
 	envelope   func() message.Envelope
 	ack        func(ctx context.Context) error
 	requeue    func(ctx context.Context, reason error) error
+	retry      func(ctx context.Context, delay time.Duration, reason error) error
 	deadLetter func(ctx context.Context, reason error) error
 }
 
@@ -93,6 +94,13 @@ func (s *spoiled) Requeue(ctx context.Context, reason error) error {
 	return s.Delivery.Requeue(ctx, reason)
 }
 
+func (s *spoiled) Retry(ctx context.Context, delay time.Duration, reason error) error {
+	if s.retry != nil {
+		return s.retry(ctx, delay, reason)
+	}
+	return s.Delivery.Retry(ctx, delay, reason)
+}
+
 func (s *spoiled) DeadLetter(ctx context.Context, reason error) error {
 	if s.deadLetter != nil {
 		return s.deadLetter(ctx, reason)
@@ -114,6 +122,21 @@ var mutants = map[string]struct {
 	"RequeueAcks": {"Requeue", func(m *mutant) {
 		m.delivery = func(d transport.Delivery) transport.Delivery {
 			return &spoiled{Delivery: d, requeue: func(ctx context.Context, _ error) error { return d.Ack(ctx) }}
+		}
+	}},
+	"RetryRequeuesAtOnce": {"Retry", func(m *mutant) {
+		m.delivery = func(d transport.Delivery) transport.Delivery {
+			return &spoiled{Delivery: d, retry: func(ctx context.Context, _ time.Duration, reason error) error { return d.Requeue(ctx, reason) }}
+		}
+	}},
+	"RetryIgnoresLimit": {"RetryLimit", func(m *mutant) {
+		m.delivery = func(d transport.Delivery) transport.Delivery {
+			return &spoiled{Delivery: d, retry: func(ctx context.Context, delay time.Duration, reason error) error {
+				if d.Attempt() >= 4 { // features.DeliveryLimit: requeue is not limited below it
+					return d.Ack(ctx)
+				}
+				return d.Retry(ctx, delay, reason)
+			}}
 		}
 	}},
 	"SecondSettleSucceeds": {"SettleTwice", func(m *mutant) {

@@ -7,6 +7,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/transport"
@@ -240,6 +241,33 @@ func (l *lease) Requeue(_ context.Context, reason error) error {
 	if over {
 		l.q.t.deadLetter(l.q.name, l.it, l.attempt, fmt.Errorf("delivery limit %d reached; last error: %s", limit, reasonText(reason)))
 	}
+	return nil
+}
+
+// Retry puts the message back at the back of its partition once delay
+// has passed (as if published then), or dead-letters it with reason once
+// it has had its delivery limit. A message whose delay ends after Close
+// is gone with the rest of the transport's memory.
+func (l *lease) Retry(_ context.Context, delay time.Duration, reason error) error {
+	limit := l.q.t.cfg.limit
+	l.part.mu.Lock()
+	err := l.settle()
+	l.part.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	l.part.cond.Broadcast() // a prefetch slot is free
+	if l.attempt >= limit {
+		l.q.t.deadLetter(l.q.name, l.it, l.attempt, fmt.Errorf("delivery limit %d reached; last error: %s", limit, reasonText(reason)))
+		return nil
+	}
+	time.AfterFunc(max(delay, 0), func() {
+		select {
+		case <-l.q.t.done:
+		default:
+			l.part.push(l.it)
+		}
+	})
 	return nil
 }
 

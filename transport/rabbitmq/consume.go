@@ -135,7 +135,7 @@ func (t *Transport) subscribe(ctx context.Context, queue string, prefetch int) (
 	t.session[s] = struct{}{}
 	t.sessMu.Unlock()
 	for p := range t.cfg.partitions {
-		name := partitionQueue(queue, p)
+		name := t.partitionQueue(queue, p)
 		tag := t.cfg.name + "-" + name + "-" + strconv.FormatUint(t.tagSeq.Add(1), 10)
 		deliveries, err := ch.Consume(name, tag, false, false, false, false, nil)
 		if err != nil {
@@ -212,7 +212,7 @@ func (s *session) dispatch(ctx context.Context, p int, pq *partQueue, done <-cha
 			}
 			env, err := message.UnmarshalEnvelope(d.raw.Body, s.t.cfg.maxSize)
 			if err != nil {
-				reason := fmt.Errorf("rabbitmq: undecodable message %q on %s: %w", d.raw.MessageId, partitionQueue(s.queue, p), err)
+				reason := fmt.Errorf("rabbitmq: undecodable message %q on %s: %w", d.raw.MessageId, s.t.partitionQueue(s.queue, p), err)
 				if derr := d.DeadLetter(ctx, reason); derr != nil {
 					s.t.log.Error("rabbitmq: dead-letter an undecodable message", "queue", s.queue, "message_id", d.raw.MessageId, "err", derr)
 				} else {
@@ -226,11 +226,12 @@ func (s *session) dispatch(ctx context.Context, p int, pq *partQueue, done <-cha
 	}
 }
 
-// attemptOf is the delivery's attempt number: the quorum queue's
-// x-delivery-count (returns so far) plus one, and at least 2 when the
+// attemptOf is the delivery's attempt number: the attempts before the
+// message's last Retry (HeaderPriorAttempts), plus the quorum queue's
+// x-delivery-count (returns since) plus one, and at least 2 when the
 // broker says it is a redelivery.
 func attemptOf(d amqp.Delivery) int {
-	n := int(intHeader(d.Headers, "x-delivery-count")) + 1
+	n := int(intHeader(d.Headers, HeaderPriorAttempts)) + int(intHeader(d.Headers, "x-delivery-count")) + 1
 	if d.Redelivered && n < 2 {
 		n = 2
 	}
@@ -461,10 +462,33 @@ func (d *delivery) Requeue(ctx context.Context, reason error) error {
 	return nil
 }
 
+// Retry publishes the message to the retry queue of the delay (see
+// WithRetryDelays), waits for the confirm, then acks the original; the
+// broker moves it back to the tail of its partition when the delay is
+// over. At the delivery limit it dead-letters the message instead. If the
+// publish fails the delivery stays unsettled.
+func (d *delivery) Retry(ctx context.Context, delay time.Duration, reason error) error {
+	if limit := d.s.t.cfg.limit; d.attempt >= limit {
+		return d.DeadLetter(ctx, fmt.Errorf("delivery limit %d reached; last error: %s", limit, reasonText(reason)))
+	}
+	return d.moveOut(ctx, "retry", func(ctx context.Context) error {
+		return d.s.t.publishRetry(ctx, d.raw, d.s.t.partitionQueue(d.s.queue, d.p), d.attempt, delay, reasonText(reason))
+	})
+}
+
 // DeadLetter publishes the message with reason to the dead-letter exchange,
 // waits for the confirm, then acks the original. If the publish fails the
 // delivery stays unsettled.
 func (d *delivery) DeadLetter(ctx context.Context, reason error) error {
+	return d.moveOut(ctx, "dead-letter", func(ctx context.Context) error {
+		return d.s.t.publishDeadLetter(ctx, d.raw, d.s.queue, d.attempt, reasonText(reason))
+	})
+}
+
+// moveOut settles d by publishing a copy elsewhere (publish, confirmed)
+// and then acking the original. A crash in between leaves two copies,
+// never none; if the publish fails d stays unsettled.
+func (d *delivery) moveOut(ctx context.Context, op string, publish func(context.Context) error) error {
 	d.s.mu.Lock()
 	if err := d.checkLocked(); err != nil {
 		d.s.mu.Unlock()
@@ -472,21 +496,25 @@ func (d *delivery) DeadLetter(ctx context.Context, reason error) error {
 	}
 	d.settled = true
 	d.s.mu.Unlock()
-	if err := d.s.t.publishDeadLetter(ctx, d.raw, d.s.queue, d.attempt, reasonText(reason)); err != nil {
+	if ctx.Err() != nil {
+		// A handler settling as its Consume stops still moves the message.
+		ctx = context.WithoutCancel(ctx)
+	}
+	if err := publish(ctx); err != nil {
 		d.s.mu.Lock()
 		d.settled = false
 		d.s.mu.Unlock()
-		return fmt.Errorf("rabbitmq: dead-letter %s on %s: %w", d.raw.MessageId, d.s.queue, err)
+		return fmt.Errorf("rabbitmq: %s %s on %s: %w", op, d.raw.MessageId, d.s.queue, err)
 	}
 	d.s.mu.Lock()
 	defer d.s.mu.Unlock()
 	if d.s.closed || d.epoch != d.s.epoch || d.s.fencing {
-		// The copy is parked; the original comes back and will be parked
-		// again: a duplicate dead letter, never a lost one.
+		// The copy is out; the original comes back and will be handled
+		// again: a duplicate, never a lost message.
 		return nil
 	}
 	if err := d.s.ch.Ack(d.raw.DeliveryTag, false); err != nil {
-		return fmt.Errorf("rabbitmq: ack dead-lettered %s on %s (it will come back): %w", d.raw.MessageId, d.s.queue, err)
+		return fmt.Errorf("rabbitmq: ack %s %s on %s (it will come back): %w", op, d.raw.MessageId, d.s.queue, err)
 	}
 	return nil
 }

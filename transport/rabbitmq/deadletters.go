@@ -20,20 +20,27 @@ const (
 	HeaderQueue          = "queue"
 	HeaderAttempts       = "attempts"
 	HeaderDeadLetteredAt = "dead-lettered-at" // Unix milliseconds
+	// HeaderPriorAttempts, on a message moved to a retry queue, counts its
+	// deliveries before the move; Delivery.Attempt goes on from there.
+	HeaderPriorAttempts = "sagaflow-prior-attempts"
+	// HeaderRetryReason, on a message moved to a retry queue, says why.
+	HeaderRetryReason = "retry-reason"
 )
 
-// publishDeadLetter parks a copy of raw, with the reason, in the
-// dead-letter queue and waits for the broker's confirm.
-func (t *Transport) publishDeadLetter(ctx context.Context, raw amqp.Delivery, queue string, attempts int, reason string) error {
+// copyOf is a publishing of raw's message with raw's headers, except those
+// the broker keeps per queue (x-delivery-count, x-death), which must not
+// follow the copy, plus extra.
+func copyOf(raw amqp.Delivery, extra amqp.Table) amqp.Publishing {
 	headers := amqp.Table{}
 	for k, v := range raw.Headers {
+		if k != "x-delivery-count" && k != "x-death" {
+			headers[k] = v
+		}
+	}
+	for k, v := range extra {
 		headers[k] = v
 	}
-	headers[HeaderReason] = reason
-	headers[HeaderQueue] = queue
-	headers[HeaderAttempts] = int64(attempts)
-	headers[HeaderDeadLetteredAt] = time.Now().UnixMilli()
-	msg := amqp.Publishing{
+	return amqp.Publishing{
 		Headers:      headers,
 		ContentType:  raw.ContentType,
 		DeliveryMode: amqp.Persistent,
@@ -42,10 +49,25 @@ func (t *Transport) publishDeadLetter(ctx context.Context, raw amqp.Delivery, qu
 		Timestamp:    raw.Timestamp,
 		Body:         raw.Body,
 	}
-	if ctx.Err() != nil {
-		// A handler settling as its Consume stops still parks the letter.
-		ctx = context.WithoutCancel(ctx)
-	}
+}
+
+// publishRetry moves a copy of raw to the retry queue that serves delay,
+// routed back to partitionQueue when it expires, and waits for the
+// broker's confirm.
+func (t *Transport) publishRetry(ctx context.Context, raw amqp.Delivery, partitionQueue string, attempts int, delay time.Duration, reason string) error {
+	msg := copyOf(raw, amqp.Table{HeaderPriorAttempts: int64(attempts), HeaderRetryReason: reason})
+	return t.publish(ctx, t.retryName(t.retryDelay(delay)), partitionQueue, true, msg)
+}
+
+// publishDeadLetter parks a copy of raw, with the reason, in the
+// dead-letter queue and waits for the broker's confirm.
+func (t *Transport) publishDeadLetter(ctx context.Context, raw amqp.Delivery, queue string, attempts int, reason string) error {
+	msg := copyOf(raw, amqp.Table{
+		HeaderReason:         reason,
+		HeaderQueue:          queue,
+		HeaderAttempts:       int64(attempts),
+		HeaderDeadLetteredAt: time.Now().UnixMilli(),
+	})
 	return t.publish(ctx, t.deadExchange(), queue, true, msg)
 }
 
@@ -171,6 +193,7 @@ func (t *Transport) deadLetterOf(d amqp.Delivery) transport.DeadLetter {
 			if i := strings.LastIndexByte(q, '.'); i > 0 {
 				q = q[:i]
 			}
+			q = strings.TrimPrefix(q, t.cfg.name+".")
 			dl.Queue = q
 			dl.Reason = fmt.Sprintf("dead-lettered by the broker: %s (deliveries returned without a reason, e.g. by consumers that stopped)", why)
 			if at, ok := death["time"].(time.Time); ok {

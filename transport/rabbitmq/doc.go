@@ -14,11 +14,22 @@
 //     type;
 //   - exchange "N.dlx" (fanout) and quorum queue "N.dead-letters": the
 //     dead letters of every queue;
-//   - per declared queue Q and partition p in [0, P): quorum queue "Q.p"
-//     with x-single-active-consumer, x-delivery-limit,
+//   - per retry delay D (WithRetryDelays; 1s, 5s, 30s and 2m by default):
+//     fanout exchange and quorum queue "N.retry.<D in ms>ms", with
+//     x-message-ttl D and x-dead-letter-exchange "N.direct" (at least
+//     once): Delivery.Retry publishes a copy there under the routing key
+//     of the message's partition queue and acks the original; when D has
+//     passed the broker dead-letters it back to the tail of that
+//     partition;
+//   - per declared queue Q and partition p in [0, P): quorum queue
+//     "N.Q.p" with x-single-active-consumer, x-delivery-limit,
 //     x-dead-letter-exchange "N.dlx", x-dead-letter-strategy at-least-once
-//     and x-overflow reject-publish, bound to "N.direct" with key "Q.p" and
-//     to "N.events" with "<type>.p" for each event type of Q.
+//     and x-overflow reject-publish, bound to "N.direct" with key "N.Q.p"
+//     and to "N.events" with "<type>.p" for each event type of Q.
+//
+// Every name starts with N, so deployments (and test runs) with different
+// names share a vhost without sharing anything; Queues and Exchanges list
+// the names, and DeleteTopology removes them.
 //
 // Single active consumer makes the broker deliver a partition to one
 // consumer at a time, in order; a standby consumer (another Consume, on
@@ -68,7 +79,10 @@
 // Ack is basic.ack. Requeue is basic.nack with requeue, except on the
 // delivery that reaches the delivery limit (WithDeliveryLimit): the
 // transport dead-letters that one itself, with "delivery limit N reached;
-// last error: <reason>", so the last reason is never lost. The queues'
+// last error: <reason>", so the last reason is never lost. Retry counts
+// toward the same limit: the copy carries the attempts so far in the
+// header sagaflow-prior-attempts, and Attempt adds the new copy's
+// x-delivery-count to it. The queues'
 // x-delivery-limit is set to the same limit as a backstop: a message whose
 // deliveries keep being returned without a reason (consumers that crash
 // on it) is dead-lettered by the broker, and DeadLetters reports the

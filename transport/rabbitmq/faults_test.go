@@ -248,7 +248,7 @@ func TestUndecodableMessages(t *testing.T) {
 		{big.ID, bigBody, "too large"},
 	}
 	for _, r := range raw {
-		dc, err := ch.PublishWithDeferredConfirmWithContext(f.ctx, "", f.queue+".0", true, false,
+		dc, err := ch.PublishWithDeferredConfirmWithContext(f.ctx, "", f.tr.Queues(f.queue)[0], true, false,
 			amqp.Publishing{MessageId: r.id, DeliveryMode: amqp.Persistent, Body: r.body})
 		if err != nil || !dc.Wait() {
 			t.Fatalf("raw publish %s: %v", r.id, err)

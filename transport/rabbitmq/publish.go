@@ -182,7 +182,7 @@ func (t *Transport) Publish(ctx context.Context, e message.Envelope) error {
 	if e.Kind == message.KindEvent {
 		err = t.publish(ctx, t.eventExchange(), eventKey(e.Type, p), false, msg)
 	} else {
-		err = t.publish(ctx, t.directExchange(), partitionQueue(e.Destination, p), true, msg)
+		err = t.publish(ctx, t.directExchange(), t.partitionQueue(e.Destination, p), true, msg)
 	}
 	if err != nil {
 		return fmt.Errorf("rabbitmq: publish %s %s %s to %q: %w", e.Kind, e.Type, e.ID, e.Destination, err)

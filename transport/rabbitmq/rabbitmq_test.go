@@ -18,8 +18,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/transport"
 	"github.com/sagaflow/sagaflow/transport/rabbitmq"
@@ -75,41 +73,27 @@ func (c *cleaner) add(queue string) {
 }
 
 func (c *cleaner) clean(t *testing.T) {
-	conn, err := amqp.DialConfig(c.url, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	c.mu.Lock()
+	queues := make([]string, 0, len(c.queues))
+	for q := range c.queues {
+		queues = append(queues, q)
+	}
+	c.mu.Unlock()
+	deleteTopology(t, c.url, c.name, c.partitions, queues...)
+}
+
+// deleteTopology deletes what transports named name declared for queues.
+func deleteTopology(t testing.TB, url, name string, partitions int, queues ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr, err := rabbitmq.Dial(ctx, url, rabbitmq.WithName(name), rabbitmq.WithPartitions(partitions), rabbitmq.WithLogger(quietLogger()))
 	if err != nil {
 		t.Logf("cleanup: dial: %v", err)
 		return
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Logf("cleanup: channel: %v", err)
-		return
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var names []string
-	for q := range c.queues {
-		for p := range c.partitions {
-			names = append(names, q+"."+itoa(p))
-		}
-	}
-	names = append(names, c.name+".dead-letters")
-	for _, n := range names {
-		if _, err := ch.QueueDelete(n, false, false, false); err != nil {
-			t.Logf("cleanup: delete queue %s: %v", n, err)
-			if ch, err = conn.Channel(); err != nil {
-				return
-			}
-		}
-	}
-	for _, ex := range []string{".direct", ".events", ".dlx"} {
-		if err := ch.ExchangeDelete(c.name+ex, false, false); err != nil {
-			t.Logf("cleanup: delete exchange %s: %v", c.name+ex, err)
-			if ch, err = conn.Channel(); err != nil {
-				return
-			}
-		}
+	defer tr.Close()
+	if err := tr.DeleteTopology(ctx, queues...); err != nil {
+		t.Logf("cleanup: %v", err)
 	}
 }
 
@@ -245,19 +229,7 @@ func BenchmarkPublishConsumeAck(b *testing.B) {
 	q := "bench-" + randomID(b)
 	defer func() {
 		_ = tr.Close()
-		conn, err := amqp.Dial(u)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		ch, _ := conn.Channel()
-		for p := range 4 {
-			_, _ = ch.QueueDelete(q+"."+itoa(p), false, false, false)
-		}
-		_, _ = ch.QueueDelete(name+".dead-letters", false, false, false)
-		for _, ex := range []string{".direct", ".events", ".dlx"} {
-			_ = ch.ExchangeDelete(name+ex, false, false)
-		}
+		deleteTopology(b, u, name, 4, q)
 	}()
 	if err := tr.Declare(ctx, transport.Queue{Name: q}); err != nil {
 		b.Fatal(err)

@@ -5,14 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/sagaflow/sagaflow/transport"
 )
 
-// partitionQueue is the name of queue's partition p.
-func partitionQueue(queue string, p int) string { return queue + "." + strconv.Itoa(p) }
+// partitionQueue is the broker's name of queue's partition p: the
+// transport's name, the queue's and the partition's, so that deployments
+// with different names share a vhost without sharing queues.
+func (t *Transport) partitionQueue(queue string, p int) string {
+	return t.cfg.name + "." + queue + "." + strconv.Itoa(p)
+}
 
 // eventKey is the topic routing key of an event of typ on partition p.
 func eventKey(typ string, p int) string { return typ + "." + strconv.Itoa(p) }
@@ -71,8 +76,39 @@ func (t *Transport) declareShared(ctx context.Context) error {
 		if err := ch.QueueBind(dlq, "", t.deadExchange(), false, nil); err != nil {
 			return fmt.Errorf("rabbitmq %s: bind %s: %w", t.cfg.name, dlq, err)
 		}
+		for _, d := range t.cfg.retryDelays {
+			if err := t.declareRetry(ch, d); err != nil {
+				return fmt.Errorf("rabbitmq %s: %w", t.cfg.name, err)
+			}
+		}
 		return nil
 	})
+}
+
+// declareRetry declares the retry queue of delay d and its fanout
+// exchange. A message published there with the routing key of a partition
+// queue waits d, expires, and is dead-lettered (at least once) to the
+// direct exchange under that same routing key: back to the tail of its
+// partition.
+func (t *Transport) declareRetry(ch *amqp.Channel, d time.Duration) error {
+	name := t.retryName(d)
+	if err := ch.ExchangeDeclare(name, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("declare exchange %s: %w", name, err)
+	}
+	args := amqp.Table{
+		"x-queue-type":           "quorum",
+		"x-message-ttl":          d.Milliseconds(),
+		"x-dead-letter-exchange": t.directExchange(),
+		"x-dead-letter-strategy": "at-least-once",
+		"x-overflow":             "reject-publish",
+	}
+	if _, err := ch.QueueDeclare(name, true, false, false, false, args); err != nil {
+		return fmt.Errorf("declare queue %s: %w", name, err)
+	}
+	if err := ch.QueueBind(name, "", name, false, nil); err != nil {
+		return fmt.Errorf("bind %s: %w", name, err)
+	}
+	return nil
 }
 
 // Declare makes q's partition queues exist (durable quorum queues with
@@ -87,7 +123,7 @@ func (t *Transport) Declare(ctx context.Context, q transport.Queue) error {
 	}
 	err := t.withTopo(ctx, func(ch *amqp.Channel) error {
 		for p := range t.cfg.partitions {
-			name := partitionQueue(q.Name, p)
+			name := t.partitionQueue(q.Name, p)
 			if _, err := ch.QueueDeclare(name, true, false, false, false, t.queueArgs()); err != nil {
 				return fmt.Errorf("declare queue %s: %w", name, err)
 			}
@@ -106,5 +142,41 @@ func (t *Transport) Declare(ctx context.Context, q transport.Queue) error {
 		return fmt.Errorf("rabbitmq %s: declare %s: %w", t.cfg.name, q.Name, err)
 	}
 	t.declared.Store(q.Name, true)
+	return nil
+}
+
+// DeleteTopology deletes from the broker, with the messages they hold, the
+// partition queues of each of queues, then the transport's own queues
+// (dead letters, retries) and its exchanges: what a deployment named like
+// this transport declared. It is for tearing down test runs and retired
+// deployments; consumers of the deleted queues are cancelled by the
+// broker. Queues or exchanges that do not exist are skipped.
+func (t *Transport) DeleteTopology(ctx context.Context, queues ...string) error {
+	var names []string
+	for _, q := range queues {
+		names = append(names, t.Queues(q)...)
+	}
+	names = append(names, t.Queues("")...)
+	err := t.withTopo(ctx, func(ch *amqp.Channel) error {
+		for _, n := range names {
+			if _, err := ch.QueueDelete(n, false, false, false); err != nil {
+				return fmt.Errorf("delete queue %s: %w", n, err)
+			}
+		}
+		for _, ex := range t.Exchanges() {
+			if err := ch.ExchangeDelete(ex, false, false); err != nil {
+				return fmt.Errorf("delete exchange %s: %w", ex, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// The broker closes a channel on a failed operation: the next
+		// topology call opens a new one.
+		t.topoMu.Lock()
+		t.topo = nil
+		t.topoMu.Unlock()
+		return fmt.Errorf("rabbitmq %s: delete topology: %w", t.cfg.name, err)
+	}
 	return nil
 }

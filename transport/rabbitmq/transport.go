@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,6 +58,7 @@ type config struct {
 	name           string
 	reconnectWait  time.Duration
 	reconnectTries int
+	retryDelays    []time.Duration
 }
 
 // WithPartitions sets the number of partitions per queue (default
@@ -81,6 +84,18 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 // recovering or blocked connection and for the confirm (default
 // DefaultPublishTimeout).
 func WithPublishTimeout(d time.Duration) Option { return func(c *config) { c.publishTimeout = d } }
+
+// DefaultRetryDelays are the delays of the retry queues (WithRetryDelays).
+var DefaultRetryDelays = []time.Duration{time.Second, 5 * time.Second, 30 * time.Second, 2 * time.Minute}
+
+// WithRetryDelays sets the delays the transport can hold a message back
+// for (Delivery.Retry): one retry queue per delay. A Retry waits for the
+// shortest of them that is at least its delay (the longest if none is).
+// Delays below a millisecond are ignored; with none left the defaults
+// apply. Every process sharing a name must use the same delays.
+func WithRetryDelays(delays ...time.Duration) Option {
+	return func(c *config) { c.retryDelays = delays }
+}
 
 // WithName sets the connection name shown by the broker (with suffixes
 // "-publish" and "-consume") and the prefix of the exchanges and of the
@@ -168,6 +183,7 @@ func Dial(ctx context.Context, url string, opts ...Option) (*Transport, error) {
 		cfg.reconnectWait = DefaultReconnectWait
 	}
 	cfg.reconnectTries = max(cfg.reconnectTries, 1)
+	cfg.retryDelays = normalizeDelays(cfg.retryDelays)
 	t := &Transport{
 		cfg:      cfg,
 		log:      cfg.logger.With("transport", "rabbitmq", "name", cfg.name),
@@ -202,9 +218,65 @@ func (t *Transport) deadExchange() string   { return t.cfg.name + ".dlx" }
 // DeadLetterQueue is the name of the queue that holds the dead letters.
 func (t *Transport) DeadLetterQueue() string { return t.cfg.name + ".dead-letters" }
 
+// retryName names the exchange and the queue of the retry delay d.
+func (t *Transport) retryName(d time.Duration) string {
+	return t.cfg.name + ".retry." + strconv.FormatInt(d.Milliseconds(), 10) + "ms"
+}
+
 // Exchanges returns the names of the exchanges the transport declares.
 func (t *Transport) Exchanges() []string {
-	return []string{t.directExchange(), t.eventExchange(), t.deadExchange()}
+	names := []string{t.directExchange(), t.eventExchange(), t.deadExchange()}
+	for _, d := range t.cfg.retryDelays {
+		names = append(names, t.retryName(d))
+	}
+	return names
+}
+
+// Queues returns the broker's names of the queues the transport declares
+// for queue (one per partition); with no queue, those it declares for
+// itself: the dead-letter queue and the retry queues.
+func (t *Transport) Queues(queue string) []string {
+	var names []string
+	if queue != "" {
+		for p := range t.cfg.partitions {
+			names = append(names, t.partitionQueue(queue, p))
+		}
+		return names
+	}
+	names = append(names, t.DeadLetterQueue())
+	for _, d := range t.cfg.retryDelays {
+		names = append(names, t.retryName(d))
+	}
+	return names
+}
+
+// RetryDelays returns the delays of the retry queues, shortest first.
+func (t *Transport) RetryDelays() []time.Duration { return slices.Clone(t.cfg.retryDelays) }
+
+// retryDelay is the retry queue delay that serves a Retry after d: the
+// shortest at least d, or the longest.
+func (t *Transport) retryDelay(d time.Duration) time.Duration {
+	for _, rd := range t.cfg.retryDelays {
+		if rd >= d {
+			return rd
+		}
+	}
+	return t.cfg.retryDelays[len(t.cfg.retryDelays)-1]
+}
+
+// normalizeDelays sorts delays, drops those under a millisecond and
+// duplicates, and falls back to DefaultRetryDelays when none is left.
+func normalizeDelays(delays []time.Duration) []time.Duration {
+	out := slices.DeleteFunc(slices.Clone(delays), func(d time.Duration) bool { return d < time.Millisecond })
+	for i := range out {
+		out[i] = out[i].Truncate(time.Millisecond)
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	if len(out) == 0 {
+		return slices.Clone(DefaultRetryDelays)
+	}
+	return out
 }
 
 // Partitions is the number of partitions per queue.

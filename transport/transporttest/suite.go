@@ -43,6 +43,9 @@ type Features struct {
 	// keeps its queues). False for transport/inmem, whose queues live and
 	// die with its Transport; the Persistent subtest is then skipped.
 	Persistent bool
+	// RetryDelay is the delay the suite asks Retry for: the shortest the
+	// transport supports. Zero means 1s.
+	RetryDelay time.Duration
 }
 
 // Run runs the conformance suite against the transports newTransport makes.
@@ -68,6 +71,9 @@ func Run(t *testing.T, newTransport func(t *testing.T) transport.Transport, f Fe
 	if f.RedeliveryTimeout <= 0 {
 		f.RedeliveryTimeout = 10 * time.Second
 	}
+	if f.RetryDelay <= 0 {
+		f.RetryDelay = time.Second
+	}
 	if f.QuietPeriod <= 0 {
 		f.QuietPeriod = 200 * time.Millisecond
 	}
@@ -86,6 +92,8 @@ func Run(t *testing.T, newTransport func(t *testing.T) transport.Transport, f Fe
 		{"Requeue", s.testRequeue},
 		{"ConsumerHandover", s.testConsumerHandover},
 		{"KeyOrder", s.testKeyOrder},
+		{"Retry", s.testRetry},
+		{"RetryLimit", s.testRetryLimit},
 		{"DeadLetter", s.testDeadLetter},
 		{"DeliveryLimit", s.testDeliveryLimit},
 		{"Prefetch", s.testPrefetch},
