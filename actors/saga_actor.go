@@ -253,6 +253,10 @@ func (s *sagaEntity) decide(ctx context.Context, env message.Envelope, body any)
 		return workflows.OnTimer(ctx, s.workflw, menv, inst, s.state, b.TimerID)
 	case *workflows.CancelSaga:
 		return workflows.Cancel(ctx, s.workflw, menv, inst, s.state, b.Reason)
+	case *workflows.SignalSaga:
+		return workflows.OnSignal(ctx, s.workflw, menv, inst, s.state, env.ID, *b)
+	case *workflows.RetrySaga:
+		return workflows.Retry(ctx, s.workflw, menv, inst, s.state, b.Reason)
 	}
 	if env.Kind == message.KindReply {
 		return workflows.OnReply(ctx, s.workflw, menv, inst, s.state, env, body)
@@ -269,6 +273,12 @@ func (s *sagaEntity) settleRefused(d transport.Delivery, env message.Envelope, e
 		s.deps.ack(d)
 	case env.Type == workflows.TypeCancel && errors.Is(err, workflows.ErrTerminal):
 		s.deps.Logger.Info("cancel of a finished saga ignored", "saga_id", s.id, "status", s.snap.Instance.Status)
+		s.deps.ack(d)
+	case env.Type == workflows.TypeSignal && errors.Is(err, workflows.ErrTerminal),
+		env.Type == workflows.TypeRetry && errors.Is(err, workflows.ErrNotParked):
+		// The engine checked the status before sending; the saga moved on
+		// since. Nothing to park.
+		s.deps.Logger.Info("operator message no longer applies; ignored", "saga_id", s.id, "type", env.Type, "status", s.snap.Instance.Status, "err", err)
 		s.deps.ack(d)
 	default:
 		s.deps.deadLetter(d, err)

@@ -44,6 +44,10 @@ func (r *OutboxRelay) Run(ctx context.Context) error {
 	}
 }
 
+// Flush publishes every pending outbox entry once, however young: the last
+// sweep of a graceful stop, after the actors have stopped.
+func (r *OutboxRelay) Flush(ctx context.Context) { r.sweep(ctx, r.deps.now()) }
+
 func (r *OutboxRelay) sweep(ctx context.Context, olderThan time.Time) {
 	for range maxRounds {
 		entries, err := r.deps.Store.PendingOutbox(ctx, olderThan, batchLimit)

@@ -34,17 +34,33 @@ func (e *Error) Error() string {
 
 // Client talks to one engine's admin API.
 type Client struct {
-	base string
-	http *http.Client
+	base  string
+	token string
+	http  *http.Client
 }
+
+// Option configures a Client.
+type Option func(*Client)
+
+// WithToken sends token as the bearer token of every request (the
+// engine's AdminToken).
+func WithToken(token string) Option { return func(c *Client) { c.token = token } }
+
+// WithTimeout bounds each request (default 30s; dead-letter replays of
+// many letters may need more).
+func WithTimeout(d time.Duration) Option { return func(c *Client) { c.http.Timeout = d } }
 
 // New returns a client of the admin API at baseURL (for example
 // "http://127.0.0.1:8080"). Requests time out after 30s.
-func New(baseURL string) *Client {
+func New(baseURL string, opts ...Option) *Client {
 	if !strings.Contains(baseURL, "://") {
 		baseURL = "http://" + baseURL
 	}
-	return &Client{base: strings.TrimRight(baseURL, "/"), http: &http.Client{Timeout: 30 * time.Second}}
+	c := &Client{base: strings.TrimRight(baseURL, "/"), http: &http.Client{Timeout: 30 * time.Second}}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
 }
 
 // Start starts a saga and returns its ID.
@@ -72,6 +88,15 @@ func (c *Client) List(ctx context.Context, req engine.ListRequest) (engine.ListR
 	if req.Workflow != "" {
 		q.Set("workflow", req.Workflow)
 	}
+	if req.CorrelationID != "" {
+		q.Set("correlation_id", req.CorrelationID)
+	}
+	if !req.CreatedFrom.IsZero() {
+		q.Set("created_from", req.CreatedFrom.Format(time.RFC3339Nano))
+	}
+	if !req.CreatedTo.IsZero() {
+		q.Set("created_to", req.CreatedTo.Format(time.RFC3339Nano))
+	}
 	if req.After != "" {
 		q.Set("after", req.After)
 	}
@@ -86,6 +111,41 @@ func (c *Client) List(ctx context.Context, req engine.ListRequest) (engine.ListR
 // Cancel asks a saga to stop and compensate.
 func (c *Client) Cancel(ctx context.Context, id, reason string) error {
 	return c.do(ctx, http.MethodPost, "/v1/sagas/"+url.PathEscape(id)+"/cancel", map[string]string{"reason": reason}, nil)
+}
+
+// History returns a saga's history.
+func (c *Client) History(ctx context.Context, id string) ([]workflows.Record, error) {
+	var resp engine.HistoryResponse
+	err := c.do(ctx, http.MethodGet, "/v1/sagas/"+url.PathEscape(id)+"/history", nil, &resp)
+	return resp.History, err
+}
+
+// Signal sends a signal to a saga.
+func (c *Client) Signal(ctx context.Context, id string, req engine.SignalRequest) error {
+	return c.do(ctx, http.MethodPost, "/v1/sagas/"+url.PathEscape(id)+"/signal", req, nil)
+}
+
+// Retry makes a saga that needs attention retry its failed compensation.
+func (c *Client) Retry(ctx context.Context, id, reason string) error {
+	return c.do(ctx, http.MethodPost, "/v1/sagas/"+url.PathEscape(id)+"/retry", engine.ReasonRequest{Reason: reason}, nil)
+}
+
+// Workflows lists the registered workflows.
+func (c *Client) Workflows(ctx context.Context) ([]engine.WorkflowInfo, error) {
+	var resp engine.WorkflowsResponse
+	err := c.do(ctx, http.MethodGet, "/v1/workflows", nil, &resp)
+	return resp.Workflows, err
+}
+
+// Workflow describes one workflow at version (0: the latest).
+func (c *Client) Workflow(ctx context.Context, name string, version int) (engine.WorkflowInfo, error) {
+	path := "/v1/workflows/" + url.PathEscape(name)
+	if version > 0 {
+		path += "?version=" + strconv.Itoa(version)
+	}
+	var info engine.WorkflowInfo
+	err := c.do(ctx, http.MethodGet, path, nil, &info)
+	return info, err
 }
 
 // Wait polls a saga until it is terminal or needs attention, or ctx ends.
@@ -123,6 +183,9 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

@@ -19,8 +19,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/urfave/cli/v3"
 
@@ -50,6 +48,11 @@ func MainIO(ctx context.Context, args []string, setup Setup, stdout, stderr io.W
 			getCommand(stdout),
 			listCommand(stdout),
 			cancelCommand(stdout),
+			historyCommand(stdout),
+			signalCommand(stdout),
+			retryCommand(stdout),
+			deadLettersCommand(stdout, stderr),
+			workflowsCommand(stdout),
 		},
 	}
 	if err := cmd.Run(ctx, args); err != nil {
@@ -63,15 +66,19 @@ func MainIO(ctx context.Context, args []string, setup Setup, stdout, stderr io.W
 	return 0
 }
 
-// signalContext is cancelled on SIGINT or SIGTERM.
-func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-}
-
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+// newLogger returns a logger at level ("debug", "info", "warn", "error")
+// writing format ("text" or "json"; "" is text) to w.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+		return nil, fmt.Errorf("--log-level (SAGAFLOW_LOG_LEVEL): log level %q: want debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	o := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "", "text":
+		return slog.New(slog.NewTextHandler(w, o)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, o)), nil
+	}
+	return nil, fmt.Errorf("--log-format (SAGAFLOW_LOG_FORMAT): %q: want text or json", format)
 }

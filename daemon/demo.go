@@ -34,7 +34,7 @@ func demoCommand(_ Setup, stdout, stderr io.Writer) *cli.Command {
 			&cli.StringFlag{Name: "log-level", Value: "warn", Usage: "debug, info, warn or error"},
 		},
 		Action: func(ctx context.Context, cmd *cli.Command) error {
-			logger, err := newLogger(stderr, cmd.String("log-level"))
+			logger, err := newLogger(stderr, cmd.String("log-level"), "text")
 			if err != nil {
 				return err
 			}
@@ -46,7 +46,7 @@ func demoCommand(_ Setup, stdout, stderr io.Writer) *cli.Command {
 				defer os.RemoveAll(dir)
 			}
 			e := orders.Register(engine.New(engine.Options{DataDir: dir, AdminAddr: "127.0.0.1:0", Logger: logger}), orders.DefaultShippingRetry)
-			ctx, stop := signalContext(ctx)
+			ctx, stop := signalContext(ctx, logger)
 			defer stop()
 			runCtx, cancelRun := context.WithCancel(ctx)
 			defer cancelRun()

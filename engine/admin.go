@@ -36,19 +36,37 @@ type ListResponse struct {
 // StartResponse is the body of POST /v1/sagas.
 type StartResponse struct {
 	ID string `json:"id"`
+	// Created is false when the saga existed already (its ID or
+	// idempotency key was used before); the call then changed nothing.
+	Created bool `json:"created"`
 }
 
 // AdminHandler returns the admin HTTP API:
 //
-//	POST /v1/sagas                 start a saga (StartRequest) -> 201 StartResponse
-//	GET  /v1/sagas?status=&workflow=&after=&limit=   list -> ListResponse
-//	GET  /v1/sagas/{id}            one saga with its history -> Saga
-//	POST /v1/sagas/{id}/cancel     cancel ({"reason": "..."} optional) -> 202
-//	GET  /healthz                  the process is up
-//	GET  /readyz                   the engine runs, its store answers, its transport is connected
+//	POST /v1/sagas                   start a saga (StartRequest; optional Idempotency-Key header)
+//	                                 -> 201 StartResponse, or 200 when it existed already
+//	GET  /v1/sagas                   list -> ListResponse; query: status (repeat or comma-separate),
+//	                                 workflow (or type), correlation_id, created_from, created_to
+//	                                 (RFC 3339), after (the cursor), limit (1-1000)
+//	GET  /v1/sagas/{id}              one saga with its history -> Saga
+//	GET  /v1/sagas/{id}/history      its history alone -> HistoryResponse
+//	POST /v1/sagas/{id}/cancel       cancel ({"reason": "..."} optional) -> 202
+//	POST /v1/sagas/{id}/signal       send a signal (SignalRequest) -> 202
+//	POST /v1/sagas/{id}/retry        retry a parked saga's compensation ({"reason": "..."} optional) -> 202
+//	GET  /v1/dead-letters            list -> DeadLettersResponse; query: queue, type, limit (1-10000)
+//	GET  /v1/dead-letters/{id}       one dead letter with its message -> transport.DeadLetter
+//	POST /v1/dead-letters/replay     replay ({"ids": [...]}, at most 1000) -> DeadLetterResult
+//	POST /v1/dead-letters/discard    discard ({"ids": [...]}) -> DeadLetterResult
+//	POST /v1/dead-letters/{id}/replay, /v1/dead-letters/{id}/discard: one letter -> DeadLetterResult (404 when missing)
+//	GET  /v1/workflows               registered workflows with steps and Mermaid -> WorkflowsResponse
+//	GET  /v1/workflows/{name}        one (query: version, default the latest) -> WorkflowInfo
+//	GET  /healthz                    the process is up
+//	GET  /readyz                     the engine runs, its store answers, its transport is connected
 //
-// Errors are JSON APIError bodies: 400 for malformed requests, 404 for
-// unknown sagas or workflows, 409 for a finished saga, 503 when not running.
+// Errors are JSON APIError bodies: 400 for malformed requests (bodies over
+// MaxRequestBody, unknown fields or query parameters, bad values), 401
+// without the token, 404 for unknown sagas, workflows or dead letters, 409
+// for a saga in the wrong status, 503 when not running or stopping.
 //
 // Handlers added with HandleAdmin are mounted on the same mux. When
 // Options.AdminToken is set, every route except /healthz and /readyz
@@ -65,12 +83,18 @@ func (e *Engine) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/sagas", e.handleList)
 	mux.HandleFunc("GET /v1/sagas/{id}", e.handleGet)
 	mux.HandleFunc("POST /v1/sagas/{id}/cancel", e.handleCancel)
+	mux.HandleFunc("GET /v1/sagas/{id}/history", e.handleHistory)
+	mux.HandleFunc("POST /v1/sagas/{id}/signal", e.handleSignal)
+	mux.HandleFunc("POST /v1/sagas/{id}/retry", e.handleRetry)
+	e.deadLetterRoutes(mux)
+	mux.HandleFunc("GET /v1/workflows", e.handleWorkflows)
+	mux.HandleFunc("GET /v1/workflows/{name}", e.handleWorkflow)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", e.handleReady)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no route %s %s; see GET /v1/sagas, POST /v1/sagas, GET /v1/sagas/{id}, POST /v1/sagas/{id}/cancel, /healthz, /readyz", r.Method, r.URL.Path))
+		writeError(w, http.StatusNotFound, fmt.Errorf("no route %s %s; the API is under /v1/sagas, /v1/dead-letters and /v1/workflows (see the engine package's AdminHandler), plus /healthz and /readyz", r.Method, r.URL.Path))
 	})
 	return requireToken(e.opts.AdminToken, mux)
 }
@@ -109,7 +133,7 @@ func (e *Engine) HandleAdmin(pattern string, h http.Handler) {
 		for _, m := range e.adminMounts {
 			scratch.Handle(m.pattern, m.handler)
 		}
-		for _, p := range builtinAdminPatterns {
+		for _, p := range append(builtinAdminPatterns, deadLetterPatterns...) {
 			scratch.Handle(p, http.NotFoundHandler())
 		}
 		scratch.Handle(pattern, h)
@@ -126,6 +150,8 @@ func (e *Engine) HandleAdmin(pattern string, h http.Handler) {
 // handler may not take.
 var builtinAdminPatterns = []string{
 	"POST /v1/sagas", "GET /v1/sagas", "GET /v1/sagas/{id}", "POST /v1/sagas/{id}/cancel",
+	"GET /v1/sagas/{id}/history", "POST /v1/sagas/{id}/signal", "POST /v1/sagas/{id}/retry",
+	"GET /v1/workflows", "GET /v1/workflows/{name}",
 	"GET /healthz", "GET /readyz", "/",
 }
 
@@ -190,12 +216,23 @@ func (e *Engine) handleStart(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, errors.New(`field "workflow" is required`))
 		return
 	}
-	id, err := e.StartSaga(r.Context(), req)
+	if key := r.Header.Get("Idempotency-Key"); key != "" {
+		if req.IdempotencyKey != "" && req.IdempotencyKey != key {
+			writeError(w, http.StatusBadRequest, errors.New(`the Idempotency-Key header and the field "idempotency_key" differ`))
+			return
+		}
+		req.IdempotencyKey = key
+	}
+	resp, err := e.Start(r.Context(), req)
 	if err != nil {
 		writeError(w, statusOf(err), err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, StartResponse{ID: id})
+	status := http.StatusCreated
+	if !resp.Created {
+		status = http.StatusOK
+	}
+	writeJSON(w, status, resp)
 }
 
 func (e *Engine) handleGet(w http.ResponseWriter, r *http.Request) {
@@ -209,7 +246,31 @@ func (e *Engine) handleGet(w http.ResponseWriter, r *http.Request) {
 
 func (e *Engine) handleList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	req := ListRequest{Workflow: q.Get("workflow"), After: q.Get("after")}
+	if err := onlyParams(q, "status", "workflow", "type", "correlation_id", "created_from", "created_to", "after", "limit"); err != nil {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	req := ListRequest{Workflow: q.Get("workflow"), After: q.Get("after"), CorrelationID: q.Get("correlation_id")}
+	if t := q.Get("type"); t != "" {
+		if req.Workflow != "" && req.Workflow != t {
+			writeError(w, http.StatusBadRequest, errors.New(`"type" and "workflow" name the same filter; give one`))
+			return
+		}
+		req.Workflow = t
+	}
+	for _, p := range []struct {
+		name string
+		to   *time.Time
+	}{{"created_from", &req.CreatedFrom}, {"created_to", &req.CreatedTo}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				writeError(w, http.StatusBadRequest, fmt.Errorf("%s %q: want an RFC 3339 time such as 2026-03-01T12:00:00Z", p.name, v))
+				return
+			}
+			*p.to = t
+		}
+	}
 	for _, v := range q["status"] {
 		for _, s := range strings.Split(v, ",") {
 			if s = strings.TrimSpace(s); s != "" {
@@ -299,13 +360,27 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	return nil
 }
 
+// onlyParams refuses query parameters other than known.
+func onlyParams(q map[string][]string, known ...string) error {
+	for k := range q {
+		ok := false
+		for _, n := range known {
+			ok = ok || k == n
+		}
+		if !ok {
+			return fmt.Errorf("unknown query parameter %q; known: %s", k, strings.Join(known, ", "))
+		}
+	}
+	return nil
+}
+
 func statusOf(err error) int {
 	switch {
 	case errors.Is(err, ErrInvalidRequest):
 		return http.StatusBadRequest
-	case errors.Is(err, ErrSagaNotFound), errors.Is(err, ErrUnknownWorkflow):
+	case errors.Is(err, ErrSagaNotFound), errors.Is(err, ErrUnknownWorkflow), errors.Is(err, ErrDeadLetterNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, ErrSagaFinished):
+	case errors.Is(err, ErrSagaFinished), errors.Is(err, ErrNotParked):
 		return http.StatusConflict
 	case errors.Is(err, ErrNotRunning):
 		return http.StatusServiceUnavailable

@@ -231,8 +231,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		tr = inmem.New(inmem.WithPartitions(o.Partitions), inmem.WithLogger(e.logger))
 		defer closeLogged(e.logger, "transport", tr.Close)
 	}
+	gate := newDrainGate(tr)
 	e.deps = &actors.Deps{
-		Store: st, Transport: tr, Registry: e.registry, Logger: e.logger, Now: o.Now,
+		Store: st, Transport: gate, Registry: e.registry, Logger: e.logger, Now: o.Now,
 		SagaQueue: o.Name, Source: o.Name, Workflows: e.workflow,
 		RetryDelay: o.RetryDelay, MaxRetryDelay: o.MaxRetryDelay,
 	}
@@ -306,17 +307,36 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	case <-gctx.Done():
 	}
 	e.running.Store(false)
-	e.logger.Info("sagaflow engine stopping")
-	if srv != nil {
-		sctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
-		_ = srv.Shutdown(sctx)
-		cancel()
+	return e.stop(stopWork, g, gate, consumers, relay, srv)
+}
+
+// stop is the graceful end of Run: the admin API already refuses new work
+// (503) and stays up while the deliveries being handled finish, within
+// ShutdownTimeout; then the consumers stop (what they held goes back to
+// the queues), the outbox is flushed once more and the admin API closes.
+func (e *Engine) stop(stopWork context.CancelFunc, g *errgroup.Group, gate *drainGate, consumers []*actors.Consumer, relay *actors.OutboxRelay, srv *http.Server) error {
+	o := e.opts
+	start := time.Now()
+	e.logger.Info("sagaflow engine stopping: taking no new work, finishing what is in flight", "timeout", o.ShutdownTimeout)
+	dctx, cancel := context.WithTimeout(context.Background(), o.ShutdownTimeout)
+	defer cancel()
+	if left := gate.drain(dctx); left > 0 {
+		e.logger.Warn("shutdown timeout: messages still in flight are abandoned and will be delivered again", "in_flight", left, "timeout", o.ShutdownTimeout)
 	}
 	stopWork()
 	runErr := g.Wait()
 	for _, c := range consumers {
 		c.Stop()
 	}
+	fctx, fcancel := context.WithTimeout(context.Background(), max(o.ShutdownTimeout-time.Since(start), time.Second))
+	relay.Flush(fctx)
+	fcancel()
+	if srv != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), time.Second)
+		_ = srv.Shutdown(sctx)
+		scancel()
+	}
+	e.logger.Info("sagaflow engine stopped", "took", time.Since(start).Round(time.Millisecond))
 	return runErr
 }
 

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,8 +23,12 @@ type StartRequest struct {
 	// Input is the workflow's input as JSON.
 	Input json.RawMessage `json:"input,omitempty"`
 	// ID is the saga's ID (default: a new UUIDv7). Starting an ID that
-	// exists returns that saga: the ID is the idempotency key.
+	// exists returns that saga: the ID is an idempotency key.
 	ID string `json:"id,omitempty"`
+	// IdempotencyKey, when ID is empty, names the saga instead: starts
+	// with the same workflow and key start one saga, whose ID is derived
+	// from them. The admin API also takes it as the Idempotency-Key header.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
 	// CorrelationID ties the saga to a business process.
 	CorrelationID string `json:"correlation_id,omitempty"`
 }
@@ -45,52 +51,87 @@ type Saga struct {
 
 // SagaSummary is one row of a saga listing.
 type SagaSummary struct {
-	ID        string           `json:"id"`
-	Workflow  string           `json:"workflow"`
-	Status    workflows.Status `json:"status"`
-	CreatedAt time.Time        `json:"created_at"`
-	UpdatedAt time.Time        `json:"updated_at"`
+	ID            string           `json:"id"`
+	Workflow      string           `json:"workflow"`
+	Status        workflows.Status `json:"status"`
+	CorrelationID string           `json:"correlation_id,omitempty"`
+	CreatedAt     time.Time        `json:"created_at"`
+	UpdatedAt     time.Time        `json:"updated_at"`
 }
 
 // ListRequest filters a saga listing.
 type ListRequest struct {
 	// Status keeps sagas with one of these statuses (none: all).
 	Status []workflows.Status
-	// Workflow keeps sagas of this workflow.
+	// Workflow keeps sagas of this workflow (the saga type).
 	Workflow string
+	// CorrelationID keeps sagas with this correlation ID.
+	CorrelationID string
+	// CreatedFrom and CreatedTo keep sagas created at or after CreatedFrom
+	// and before CreatedTo (zero: unbounded).
+	CreatedFrom, CreatedTo time.Time
 	// After is the cursor returned by the previous page.
 	After string
 	// Limit caps the page (default 100, at most 1000).
 	Limit int
 }
 
+// listScanBudget bounds the sagas one ListSagas call reads to filter by
+// correlation ID or time, which the store does not index: a page may then
+// hold fewer rows than Limit (or none) and still have a Next cursor.
+const listScanBudget = 10_000
+
 // StartSaga starts a saga and returns its ID. It returns once the saga is
 // durably recorded; its steps run in the background.
 func (e *Engine) StartSaga(ctx context.Context, req StartRequest) (string, error) {
+	resp, err := e.Start(ctx, req)
+	return resp.ID, err
+}
+
+// Start starts a saga like StartSaga and says whether it was created now
+// or existed already (a repeated ID or idempotency key).
+func (e *Engine) Start(ctx context.Context, req StartRequest) (StartResponse, error) {
 	if !e.running.Load() {
-		return "", ErrNotRunning
+		return StartResponse{}, ErrNotRunning
 	}
 	wf, ok := e.workflow(req.Workflow, 0)
 	if !ok {
-		return "", fmt.Errorf("%w: %q (registered: %s)", ErrUnknownWorkflow, req.Workflow, strings.Join(e.workflowNames(), ", "))
+		return StartResponse{}, fmt.Errorf("%w: %q (registered: %s)", ErrUnknownWorkflow, req.Workflow, strings.Join(e.workflowNames(), ", "))
 	}
 	id := req.ID
-	if id == "" {
+	switch {
+	case id != "" && req.IdempotencyKey != "" && id != req.IdempotencyKey:
+		return StartResponse{}, fmt.Errorf("%w: give a saga ID or an idempotency key, not both", ErrInvalidRequest)
+	case id != "":
+		if err := validID(id); err != nil {
+			return StartResponse{}, err
+		}
+	case req.IdempotencyKey != "":
+		if len(req.IdempotencyKey) > 200 {
+			return StartResponse{}, fmt.Errorf("%w: idempotency key is %d characters, at most 200", ErrInvalidRequest, len(req.IdempotencyKey))
+		}
+		id = idempotentID(wf.Name(), req.IdempotencyKey)
+	default:
 		id = message.NewID()
-	} else if err := validID(id); err != nil {
-		return "", err
 	}
 	err := actors.StartSaga(ctx, e.deps, wf, id, req.CorrelationID, req.Input)
 	if errors.Is(err, actors.ErrSagaExists) {
-		return id, nil
+		return StartResponse{ID: id}, nil
 	}
 	if errors.Is(err, actors.ErrInvalidInput) {
-		return "", fmt.Errorf("%w: %w", ErrInvalidRequest, err)
+		return StartResponse{}, fmt.Errorf("%w: %w", ErrInvalidRequest, err)
 	}
 	if err != nil {
-		return "", err
+		return StartResponse{}, err
 	}
-	return id, nil
+	return StartResponse{ID: id, Created: true}, nil
+}
+
+// idempotentID is the saga ID of idempotency key key for workflow name:
+// the same for the same pair, in every process.
+func idempotentID(name, key string) string {
+	sum := sha256.Sum256([]byte(name + "\x00" + key))
+	return "idem-" + hex.EncodeToString(sum[:16])
 }
 
 func validID(id string) error {
@@ -154,7 +195,10 @@ func (e *Engine) ListSagas(ctx context.Context, req ListRequest) (sagas []SagaSu
 	if limit > 1000 {
 		return nil, "", fmt.Errorf("%w: limit %d: at most 1000", ErrInvalidRequest, limit)
 	}
-	f := store.ListFilter{Kind: "saga", Type: req.Workflow, Limit: limit + 1}
+	if !req.CreatedTo.IsZero() && !req.CreatedFrom.IsZero() && !req.CreatedTo.After(req.CreatedFrom) {
+		return nil, "", fmt.Errorf("%w: time range %s to %s is empty", ErrInvalidRequest, req.CreatedFrom.Format(time.RFC3339), req.CreatedTo.Format(time.RFC3339))
+	}
+	f := store.ListFilter{Kind: "saga", Type: req.Workflow}
 	if req.After != "" {
 		f.After = actors.SagaStream(req.After)
 	}
@@ -164,21 +208,45 @@ func (e *Engine) ListSagas(ctx context.Context, req ListRequest) (sagas []SagaSu
 		}
 		f.Status = append(f.Status, string(st))
 	}
-	infos, err := e.deps.Store.List(ctx, f)
-	if err != nil {
-		return nil, "", fmt.Errorf("list sagas: %w", err)
+	keep := func(m store.Meta) bool {
+		return (req.CorrelationID == "" || m.CorrelationID == req.CorrelationID) &&
+			(req.CreatedFrom.IsZero() || !m.CreatedAt.Before(req.CreatedFrom)) &&
+			(req.CreatedTo.IsZero() || m.CreatedAt.Before(req.CreatedTo))
 	}
-	for i, info := range infos {
-		if i == limit {
-			next = sagas[len(sagas)-1].ID
-			break
+	// Without post-filters one page of limit+1 tells whether more follow;
+	// with them, pages are read until limit rows match or the scan budget
+	// is spent.
+	page := limit + 1
+	if req.CorrelationID != "" || !req.CreatedFrom.IsZero() || !req.CreatedTo.IsZero() {
+		page = 500
+	}
+	for scanned := 0; scanned < listScanBudget; {
+		f.Limit = page
+		infos, err := e.deps.Store.List(ctx, f)
+		if err != nil {
+			return nil, "", fmt.Errorf("list sagas: %w", err)
 		}
-		sagas = append(sagas, SagaSummary{
-			ID: strings.TrimPrefix(info.Stream, "saga/"), Workflow: info.Meta.Type,
-			Status: workflows.Status(info.Meta.Status), CreatedAt: info.Meta.CreatedAt, UpdatedAt: info.Meta.UpdatedAt,
-		})
+		for _, info := range infos {
+			scanned++
+			f.After = info.Stream
+			if !keep(info.Meta) {
+				continue
+			}
+			if len(sagas) == limit {
+				return sagas, sagas[len(sagas)-1].ID, nil
+			}
+			sagas = append(sagas, SagaSummary{
+				ID: strings.TrimPrefix(info.Stream, "saga/"), Workflow: info.Meta.Type,
+				Status: workflows.Status(info.Meta.Status), CorrelationID: info.Meta.CorrelationID,
+				CreatedAt: info.Meta.CreatedAt, UpdatedAt: info.Meta.UpdatedAt,
+			})
+		}
+		if len(infos) < page {
+			return sagas, "", nil // the store has no more
+		}
 	}
-	return sagas, next, nil
+	// Scan budget spent: go on from the last saga read.
+	return sagas, strings.TrimPrefix(f.After, "saga/"), nil
 }
 
 // CancelSaga asks saga id to stop and compensate its completed steps. It

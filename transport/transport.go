@@ -106,6 +106,16 @@ type Transport interface {
 	Consume(ctx context.Context, queue string, prefetch int, h Handler) error
 	// DeadLetters returns up to limit dead-lettered messages, oldest first.
 	DeadLetters(ctx context.Context, limit int) ([]DeadLetter, error)
+	// ReplayDeadLetters moves the dead letters whose message ID is in ids
+	// back to the queue (and partition) they were taken from, as new
+	// deliveries whose Attempt starts again at 1, and removes them from the
+	// dead letters. It returns the IDs it moved, in dead-letter order; an
+	// ID that is not among the dead letters is left out, not an error. On
+	// error, the IDs returned were moved and the others were not.
+	ReplayDeadLetters(ctx context.Context, ids []string) ([]string, error)
+	// DiscardDeadLetters removes the dead letters whose message ID is in
+	// ids and returns the IDs it removed, like ReplayDeadLetters.
+	DiscardDeadLetters(ctx context.Context, ids []string) ([]string, error)
 	// Close stops all consumers and releases resources.
 	Close() error
 }

@@ -88,11 +88,15 @@ type Instance struct {
 
 // Record is one thing that happened to a saga, kept in its history.
 type Record struct {
-	Event   string    `json:"event"`
-	Step    string    `json:"step,omitempty"`
-	Attempt int       `json:"attempt,omitempty"`
-	Detail  string    `json:"detail,omitempty"`
-	At      time.Time `json:"at"`
+	Event   string `json:"event"`
+	Step    string `json:"step,omitempty"`
+	Attempt int    `json:"attempt,omitempty"`
+	Detail  string `json:"detail,omitempty"`
+	// MessageID is the message the record is about: the command a
+	// step.started or compensation.started sent, or the reply (or signal)
+	// the record's transition handled.
+	MessageID string    `json:"message_id,omitempty"`
+	At        time.Time `json:"at"`
 }
 
 // History event names.
@@ -171,5 +175,8 @@ func RegisterMessages(r *message.Registry) error {
 	if err := message.Register[ResumeSaga](r, TypeResume); err != nil {
 		return err
 	}
-	return message.Register[CancelSaga](r, TypeCancel)
+	if err := message.Register[CancelSaga](r, TypeCancel); err != nil {
+		return err
+	}
+	return registerOperatorMessages(r)
 }

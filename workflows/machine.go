@@ -16,6 +16,8 @@ var (
 	ErrStale = errors.New("not awaited by the saga")
 	// ErrTerminal: the saga has finished and takes no more input.
 	ErrTerminal = errors.New("saga already finished")
+	// ErrNotParked: a retry of a saga that does not need attention.
+	ErrNotParked = errors.New("saga does not need attention")
 )
 
 // Env is what the Machine needs from its surroundings; injecting it keeps
@@ -84,6 +86,16 @@ func (r *run) record(event string, step int, detail string) {
 		rec.Step = r.steps[step].Name
 	}
 	r.dec.Records = append(r.dec.Records, rec)
+}
+
+// stampMessage sets MessageID on the records from index from on that have
+// none: the records a reply or signal caused.
+func (r *run) stampMessage(from int, id string) {
+	for i := from; i < len(r.dec.Records); i++ {
+		if r.dec.Records[i].MessageID == "" {
+			r.dec.Records[i].MessageID = id
+		}
+	}
 }
 
 // finish encodes the state into the instance and stamps the time.
@@ -169,6 +181,7 @@ func OnReply(ctx context.Context, wf Workflow, env Env, inst Instance, state any
 		in.Attempt = 0
 		in.Uncertain = false
 	}
+	r.stampMessage(0, reply.ID)
 	if err := r.advance(); err != nil {
 		return Decision{}, err
 	}
@@ -399,6 +412,7 @@ func (r *run) forward() error {
 		return nil
 	}
 	r.record(EventStepStarted, in.Step, in.Pending.ID)
+	r.dec.Records[len(r.dec.Records)-1].MessageID = in.Pending.ID
 	return nil
 }
 
@@ -436,6 +450,7 @@ func (r *run) compensate() error {
 		return nil
 	}
 	r.record(EventCompensationStarted, in.Step, in.Pending.ID)
+	r.dec.Records[len(r.dec.Records)-1].MessageID = in.Pending.ID
 	return nil
 }
 

@@ -95,6 +95,8 @@ func Run(t *testing.T, newTransport func(t *testing.T) transport.Transport, f Fe
 		{"Retry", s.testRetry},
 		{"RetryLimit", s.testRetryLimit},
 		{"DeadLetter", s.testDeadLetter},
+		{"DeadLetterReplay", s.testDeadLetterReplay},
+		{"DeadLetterDiscard", s.testDeadLetterDiscard},
 		{"DeliveryLimit", s.testDeliveryLimit},
 		{"Prefetch", s.testPrefetch},
 		{"DeclareIdempotent", s.testDeclareIdempotent},
