@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sagaflow/sagaflow/engine"
+	"github.com/sagaflow/sagaflow/transport"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -33,12 +34,14 @@ const DefaultBasePath = "/console"
 // DefaultRefresh is how often the pages fetch fresh content.
 const DefaultRefresh = 2 * time.Second
 
-// backend is what the console reads from the engine; *engine.Engine
+// backend is what the console uses of the engine; *engine.Engine
 // implements it. Tests give it fakes.
 type backend interface {
 	ListSagas(ctx context.Context, req engine.ListRequest) ([]engine.SagaSummary, string, error)
 	GetSaga(ctx context.Context, id string) (engine.Saga, error)
 	Workflows() []workflows.Workflow
+	DeadLetters(ctx context.Context, f engine.DeadLetterFilter) ([]transport.DeadLetter, error)
+	ReplayDeadLetters(ctx context.Context, ids []string) (engine.DeadLetterResult, error)
 }
 
 // Option configures the console.
@@ -73,7 +76,6 @@ func WithClock(now func() time.Time) Option { return func(c *config) { c.now = n
 type Console struct {
 	cfg   config
 	eng   backend
-	dead  deadLetterBackend // nil when the engine cannot list dead letters
 	pages map[string]*template.Template
 	mux   *http.ServeMux
 }
@@ -95,7 +97,6 @@ func newConsole(b backend, opts ...Option) *Console {
 	}
 	cfg.refresh = max(cfg.refresh, 250*time.Millisecond)
 	c := &Console{cfg: cfg, eng: b, pages: parseTemplates()}
-	c.dead, _ = b.(deadLetterBackend)
 	c.routes()
 	return c
 }
@@ -190,7 +191,7 @@ func (c *Console) renderError(w http.ResponseWriter, r *http.Request, status int
 // statusOf maps an engine error to an HTTP status.
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, engine.ErrSagaNotFound), errors.Is(err, engine.ErrUnknownWorkflow):
+	case errors.Is(err, engine.ErrSagaNotFound), errors.Is(err, engine.ErrUnknownWorkflow), errors.Is(err, engine.ErrDeadLetterNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, engine.ErrInvalidRequest):
 		return http.StatusBadRequest
@@ -210,13 +211,17 @@ var allStatuses = []workflows.Status{
 
 // listView is the data of the sagas list and its live rows.
 type listView struct {
-	Statuses  []statusFilter
-	Workflows []string
-	Workflow  string
-	Limit     int
-	After     string
-	Sagas     []engine.SagaSummary
-	Next      string
+	Statuses      []statusFilter
+	Workflows     []string
+	Workflow      string
+	CorrelationID string
+	// Since is the "created within" choice ("" for any time).
+	Since  string
+	Sinces []sinceChoice
+	Limit  int
+	After  string
+	Sagas  []engine.SagaSummary
+	Next   string
 	// RowsURL (the live refresh), FirstURL and NextURL (paging) keep the
 	// filter.
 	RowsURL, FirstURL, NextURL string
@@ -229,9 +234,30 @@ type statusFilter struct {
 	Checked bool
 }
 
-// listRequest reads the list's filters from the query string.
-func listRequest(q url.Values) (engine.ListRequest, error) {
-	req := engine.ListRequest{Workflow: strings.TrimSpace(q.Get("workflow")), After: q.Get("after"), Limit: 50}
+// sinceChoice is an entry of the "created within" filter.
+type sinceChoice struct {
+	Value, Label string
+}
+
+// sinceChoices are the "created within" choices; the value is a duration.
+var sinceChoices = []sinceChoice{
+	{"5m", "last 5 minutes"}, {"1h", "last hour"}, {"24h", "last 24 hours"}, {"168h", "last 7 days"},
+}
+
+// listRequest reads the list's filters from the query string; now anchors
+// the "created within" filter.
+func listRequest(q url.Values, now time.Time) (engine.ListRequest, error) {
+	req := engine.ListRequest{
+		Workflow: strings.TrimSpace(q.Get("workflow")), CorrelationID: strings.TrimSpace(q.Get("correlation_id")),
+		After: q.Get("after"), Limit: 50,
+	}
+	if s := q.Get("since"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return req, fmt.Errorf("%w: since %q: want a positive duration such as 1h", engine.ErrInvalidRequest, s)
+		}
+		req.CreatedFrom = now.Add(-d)
+	}
 	for _, v := range q["status"] {
 		for _, s := range strings.Split(v, ",") {
 			if s = strings.TrimSpace(s); s == "" {
@@ -269,7 +295,7 @@ func (c *Console) listView(r *http.Request) (listView, error) {
 	if id := strings.TrimSpace(q.Get("id")); id != "" {
 		return listView{}, errJump{id: id}
 	}
-	req, err := listRequest(q)
+	req, err := listRequest(q, c.cfg.now())
 	if err != nil {
 		return listView{}, err
 	}
@@ -277,7 +303,10 @@ func (c *Console) listView(r *http.Request) (listView, error) {
 	if err != nil {
 		return listView{}, fmt.Errorf("list sagas: %w", err)
 	}
-	v := listView{Workflow: req.Workflow, Limit: req.Limit, After: req.After, Sagas: sagas, Next: next, Live: req.After == ""}
+	v := listView{
+		Workflow: req.Workflow, CorrelationID: req.CorrelationID, Since: q.Get("since"), Sinces: sinceChoices,
+		Limit: req.Limit, After: req.After, Sagas: sagas, Next: next, Live: req.After == "",
+	}
 	for _, st := range allStatuses {
 		v.Statuses = append(v.Statuses, statusFilter{Status: st, Checked: slices.Contains(req.Status, st)})
 	}
@@ -292,6 +321,12 @@ func (c *Console) listView(r *http.Request) (listView, error) {
 	}
 	if req.Workflow != "" {
 		filter.Set("workflow", req.Workflow)
+	}
+	if req.CorrelationID != "" {
+		filter.Set("correlation_id", req.CorrelationID)
+	}
+	if v.Since != "" {
+		filter.Set("since", v.Since)
 	}
 	if req.Limit != 50 {
 		filter.Set("limit", strconv.Itoa(req.Limit))

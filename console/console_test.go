@@ -18,6 +18,8 @@ import (
 	"github.com/sagaflow/sagaflow/engine"
 	"github.com/sagaflow/sagaflow/examples/orders"
 	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/message"
+	"github.com/sagaflow/sagaflow/transport/inmem"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -27,13 +29,18 @@ import (
 var shortRetry = workflows.RetryPolicy{MaxAttempts: 3, InitialInterval: 300 * time.Millisecond, MaxInterval: time.Second, Multiplier: 2}
 
 // startDaemon runs an engine with the demo order saga and the console
-// mounted at /console/, as `sagaflow serve` does, until the test ends.
-func startDaemon(t *testing.T) *engine.Engine {
+// mounted at /console/, as `sagaflow serve` does, until the test ends. It
+// returns the engine and its transport.
+func startDaemon(t *testing.T) (*engine.Engine, *inmem.Transport) {
 	t.Helper()
+	tr := inmem.New(inmem.WithPartitions(4))
+	t.Cleanup(func() { _ = tr.Close() })
 	e := engine.New(engine.Options{
-		DataDir:   t.TempDir(),
-		AdminAddr: "127.0.0.1:0",
-		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		DataDir:    t.TempDir(),
+		AdminAddr:  "127.0.0.1:0",
+		Transport:  tr,
+		Partitions: 4,
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	orders.Register(e, shortRetry)
 	e.HandleAdmin("/console/", console.New(e))
@@ -61,7 +68,7 @@ func startDaemon(t *testing.T) *engine.Engine {
 	case <-time.After(10 * time.Second):
 		t.Fatal("engine not ready within 10s")
 	}
-	return e
+	return e, tr
 }
 
 // startOrder starts an order saga, its ID the order's.
@@ -146,7 +153,7 @@ func run[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 // the workflow diagram drawn by mermaid.js with the end highlighted.
 func TestConsoleShowsACompensatedSaga(t *testing.T) {
 	ctx := browser(t)
-	e := startDaemon(t)
+	e, tr := startDaemon(t)
 	runOrder(t, e, orders.Input{OrderID: "o-1001", SKU: "book", Qty: 1, Amount: 30, Address: "1 Main St"})
 	runOrder(t, e, orders.Input{OrderID: "o-1002", SKU: "lamp", Qty: 1, Amount: 5000, Address: "2 High St"})
 	id := startOrder(t, e, orders.Input{OrderID: "o-1003", SKU: "desk", Qty: 2, Amount: 250, Address: orders.Unreachable})
@@ -226,13 +233,47 @@ func TestConsoleShowsACompensatedSaga(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.WaitVisible(chromedp.CSS(`table.sagas a[href$="/sagas/o-1004"]`))); err != nil {
 		t.Fatalf("the list did not show a new saga by itself: %v", err)
 	}
+
+	// A message the inventory cannot read is dead-lettered; its Replay
+	// button puts it back on the queue (where it fails again, for the same
+	// reason: replay is for messages whose cause was fixed).
+	bad := message.Envelope{ID: message.NewID(), Kind: message.KindCommand, Type: "inventory.ReserveStock.v1",
+		Destination: orders.InventoryService, Key: "o-1005", OccurredAt: time.Now(), Payload: json.RawMessage(`{"qty":"lots"}`)}
+	if err := tr.Publish(context.Background(), bad); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(base+"/deadletters"),
+		chromedp.WaitVisible(chromedp.CSS(`form[action$="/deadletters/`+bad.ID+`/replay"] button`)),
+	); err != nil {
+		t.Fatalf("the dead letter is not listed: %v", err)
+	}
+	reason := run(t, ctx, chromedp.Text(chromedp.CSS(`table.deadletters td.detail`)))
+	shot = run(t, ctx, chromedp.FullScreenshot(100))
+	path = filepath.Join(dir, "console-deadletters.png")
+	if err := os.WriteFile(path, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot of the dead letters: %s", path)
+	if !strings.Contains(reason, "inventory.ReserveStock.v1") {
+		t.Errorf("dead letter reason %q should name the message type", reason)
+	}
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`form[action$="/deadletters/`+bad.ID+`/replay"] button`)),
+		chromedp.WaitVisible(chromedp.CSS(`.alert.ok`)),
+	); err != nil {
+		t.Fatalf("replay from the console: %v", err)
+	}
+	if flash := run(t, ctx, chromedp.Text(chromedp.CSS(`.alert.ok`))); !strings.Contains(flash, "Replayed "+bad.ID) {
+		t.Errorf("after Replay the page says %q", flash)
+	}
 }
 
 // TestConsoleOnTheAdminServer reads the pages over the engine's admin
 // server, without a browser: the filters reach the engine, an unknown saga
 // is a 404, and a compensated saga's page has compensation bars.
 func TestConsoleOnTheAdminServer(t *testing.T) {
-	e := startDaemon(t)
+	e, _ := startDaemon(t)
 	runOrder(t, e, orders.Input{OrderID: "o-2001", SKU: "book", Qty: 1, Amount: 30, Address: "1 Main St"})
 	runOrder(t, e, orders.Input{OrderID: "o-2002", SKU: "lamp", Qty: 1, Amount: 5000, Address: "2 High St"})
 	base := e.AdminURL() + "/console"

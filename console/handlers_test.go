@@ -49,14 +49,17 @@ var compensatedHistory = []workflows.Record{
 	{Event: workflows.EventCompensated, Detail: `step "ship-order" failed: carrier unavailable`, At: at(680)},
 }
 
-// fakeEngine is a backend holding sagas in memory; it records the list
-// requests it gets.
+// fakeEngine is a backend holding sagas and dead letters in memory; it
+// records the requests it gets.
 type fakeEngine struct {
-	mu      sync.Mutex
-	sagas   map[string]engine.Saga
-	lists   []engine.ListRequest
-	next    string
-	listErr error
+	mu          sync.Mutex
+	sagas       map[string]engine.Saga
+	lists       []engine.ListRequest
+	next        string
+	listErr     error
+	letters     []transport.DeadLetter
+	deadFilters []engine.DeadLetterFilter
+	replayed    []string
 }
 
 func (f *fakeEngine) ListSagas(_ context.Context, req engine.ListRequest) ([]engine.SagaSummary, string, error) {
@@ -91,32 +94,37 @@ func (f *fakeEngine) Workflows() []workflows.Workflow {
 	return []workflows.Workflow{orders.Workflow(orders.DefaultShippingRetry)}
 }
 
-// fakeDeadLetters adds a dead-letter API to fakeEngine.
-type fakeDeadLetters struct {
-	*fakeEngine
-	letters  []transport.DeadLetter
-	replayed []string
-}
-
-func (f *fakeDeadLetters) DeadLetters(_ context.Context, limit int) ([]transport.DeadLetter, error) {
+func (f *fakeEngine) DeadLetters(_ context.Context, filter engine.DeadLetterFilter) ([]transport.DeadLetter, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return slices.Clone(f.letters[:min(limit, len(f.letters))]), nil
+	f.deadFilters = append(f.deadFilters, filter)
+	var out []transport.DeadLetter
+	for _, dl := range f.letters {
+		if (filter.Queue == "" || dl.Queue == filter.Queue) && (filter.Type == "" || dl.Message.Type == filter.Type) && len(out) < filter.Limit {
+			out = append(out, dl)
+		}
+	}
+	return out, nil
 }
 
-func (f *fakeDeadLetters) ReplayDeadLetters(_ context.Context, ids []string) ([]string, error) {
+func (f *fakeEngine) ReplayDeadLetters(_ context.Context, ids []string) (engine.DeadLetterResult, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var moved []string
+	var res engine.DeadLetterResult
 	f.letters = slices.DeleteFunc(f.letters, func(dl transport.DeadLetter) bool {
 		if slices.Contains(ids, dl.Message.ID) {
-			moved = append(moved, dl.Message.ID)
+			res.Done = append(res.Done, dl.Message.ID)
 			return true
 		}
 		return false
 	})
-	f.replayed = append(f.replayed, moved...)
-	return moved, nil
+	for _, id := range ids {
+		if !slices.Contains(res.Done, id) {
+			res.Missing = append(res.Missing, id)
+		}
+	}
+	f.replayed = append(f.replayed, res.Done...)
+	return res, nil
 }
 
 func newFake() *fakeEngine {
@@ -163,6 +171,7 @@ func TestListPassesItsFiltersToTheEngine(t *testing.T) {
 		{"status=running", engine.ListRequest{Status: []workflows.Status{"running"}, Limit: 50}},
 		{"status=running,compensated&status=cancelled&status=running", engine.ListRequest{Status: []workflows.Status{"running", "compensated", "cancelled"}, Limit: 50}},
 		{"workflow=orders.PlaceOrder&limit=20&after=o-1", engine.ListRequest{Workflow: "orders.PlaceOrder", Limit: 20, After: "o-1"}},
+		{"correlation_id=+cart-7+&since=1h", engine.ListRequest{CorrelationID: "cart-7", CreatedFrom: at(1000).Add(-time.Hour), Limit: 50}},
 	}
 	for _, path := range []string{"/console/", "/console/sagas"} {
 		for _, c := range cases {
@@ -223,6 +232,7 @@ func TestListAnswers4xxForBadFilters(t *testing.T) {
 		{"status=sleeping", `status &#34;sleeping&#34;: want one of running, compensating, needs_attention, completed, compensated, cancelled`},
 		{"limit=0", `limit &#34;0&#34;: want a whole number from 1 to 1000`},
 		{"limit=many", `limit &#34;many&#34;`},
+		{"since=yesterday", `since &#34;yesterday&#34;: want a positive duration`},
 	} {
 		t.Run(c.query, func(t *testing.T) {
 			res, body := serve(t, testConsole(newFake()), "GET", "/console/?"+c.query, nil)
@@ -336,10 +346,11 @@ func TestStaticFiles(t *testing.T) {
 }
 
 func TestDeadLettersListAndReplay(t *testing.T) {
-	f := &fakeDeadLetters{fakeEngine: newFake(), letters: []transport.DeadLetter{
+	f := newFake()
+	f.letters = []transport.DeadLetter{
 		{Message: message.Envelope{ID: "m-old", Type: "nobody.Nothing.v1", Key: "k1"}, Queue: "inventory", Reason: "unknown message type", Attempts: 1, At: at(100)},
 		{Message: message.Envelope{ID: "m-new", Type: "sagaflow.SagaResume.v1", Key: "o-1", SagaID: "o-1"}, Queue: "sagaflow", Reason: "handler panicked: boom", Attempts: 5, At: at(200)},
-	}}
+	}
 	c := testConsole(f)
 	res, body := serve(t, c, "GET", "/console/deadletters", nil)
 	if res.StatusCode != http.StatusOK {
@@ -351,8 +362,17 @@ func TestDeadLettersListAndReplay(t *testing.T) {
 			t.Errorf("dead-letter page lacks %s", want)
 		}
 	}
-	if strings.Index(body, "m-new") > strings.Index(body, "m-old") {
-		t.Errorf("dead letters should be listed newest first")
+	if strings.Index(body, "m-new") < strings.Index(body, "m-old") {
+		t.Errorf("dead letters should be listed oldest first, as they queued up")
+	}
+
+	// The filter reaches the engine and is kept by the replay form.
+	_, body = serve(t, c, "GET", "/console/deadletters?queue=inventory&type=+nobody.Nothing.v1", nil)
+	if got := f.deadFilters[len(f.deadFilters)-1]; got != (engine.DeadLetterFilter{Queue: "inventory", Type: "nobody.Nothing.v1", Limit: deadLetterLimit}) {
+		t.Errorf("engine got filter %+v", got)
+	}
+	if strings.Contains(body, "m-new") || !strings.Contains(body, `<input type="hidden" name="queue" value="inventory">`) {
+		t.Errorf("filtered page: want only m-old, with the filter in its replay form:\n%s", body)
 	}
 
 	// Another site cannot make the operator's browser replay.
@@ -370,20 +390,11 @@ func TestDeadLettersListAndReplay(t *testing.T) {
 		t.Errorf("after the replay the page should say so and no longer list the letter:\n%s", body)
 	}
 
-	res, _ = serve(t, c, "POST", "/console/deadletters/m-old/replay", nil)
-	if loc, _ := url.Parse(res.Header.Get("Location")); res.StatusCode != http.StatusSeeOther || loc.Query().Get("gone") != "m-old" {
-		t.Errorf("second replay: status %d to %q, want a redirect saying it is gone", res.StatusCode, res.Header.Get("Location"))
-	}
-}
-
-func TestDeadLettersWithoutAnAPI(t *testing.T) {
-	c := testConsole(newFake())
-	res, body := serve(t, c, "GET", "/console/deadletters", nil)
-	if res.StatusCode != http.StatusOK || !strings.Contains(body, "does not offer a dead-letter API") {
-		t.Errorf("status %d:\n%s", res.StatusCode, body)
-	}
-	res, _ = serve(t, c, "POST", "/console/deadletters/m-1/replay", nil)
-	if res.StatusCode != http.StatusNotImplemented {
-		t.Errorf("replay without an API: status %d, want 501", res.StatusCode)
+	req := httptest.NewRequest("POST", "/console/deadletters/m-old/replay", strings.NewReader("queue=inventory"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := httptest.NewRecorder()
+	c.ServeHTTP(rec, req)
+	if loc, _ := url.Parse(rec.Header().Get("Location")); rec.Code != http.StatusSeeOther || loc.Query().Get("gone") != "m-old" || loc.Query().Get("queue") != "inventory" {
+		t.Errorf("second replay: status %d to %q, want a redirect saying it is gone, keeping the filter", rec.Code, rec.Header().Get("Location"))
 	}
 }

@@ -2,6 +2,7 @@ package console
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sagaflow/sagaflow/workflows"
@@ -187,6 +188,13 @@ func BuildTimeline(history []workflows.Record, terminal bool, now time.Time) Tim
 		case workflows.EventCompleted, workflows.EventCompensated, workflows.EventCancelled:
 			closeOpen(OutcomeInterrupted, "", r.At)
 			tl.Markers = append(tl.Markers, Marker{Event: r.Event, At: r.At})
+		case workflows.EventTimerRearmed:
+		default:
+			// Other saga-level events (an operator's retry, a signal) are
+			// marked on the track too.
+			if strings.HasPrefix(r.Event, "saga.") {
+				tl.Markers = append(tl.Markers, Marker{Event: r.Event, At: r.At})
+			}
 		}
 	}
 	if openRow >= 0 {

@@ -116,6 +116,24 @@ undo a: compensation#1 retry 3-4 compensation#2 failed 14-15 wait 4-14
 `,
 		},
 		{
+			name: "an operator retries a parked saga: its compensation runs again",
+			history: []workflows.Record{
+				rec(0, workflows.EventStarted, "", 0),
+				rec(1, workflows.EventStepStarted, "a", 1),
+				rec(2, workflows.EventStepFailed, "a", 1),
+				rec(2, workflows.EventCompensationStarted, "a", 1),
+				rec(3, workflows.EventNeedsAttention, "a", 1),
+				rec(50, "saga.retry_requested", "", 0),
+				rec(50, workflows.EventCompensationStarted, "a", 1),
+				rec(52, workflows.EventCompensationSucceeded, "a", 1),
+				rec(52, workflows.EventCompensated, "", 0),
+			},
+			terminal: true,
+			want: `a: step#1 failed 1-2
+undo a: compensation#1 failed 2-3 compensation#1 succeeded 50-52
+`,
+		},
+		{
 			name: "nothing happened yet",
 		},
 	}
