@@ -103,16 +103,10 @@ func (d *countedDelivery) Requeue(ctx context.Context, reason error) error {
 	return d.Delivery.Requeue(ctx, reason)
 }
 
-// Retry implements transport.Delivery (a delivery without Retry is
-// requeued).
+// Retry implements transport.Delivery.
 func (d *countedDelivery) Retry(ctx context.Context, delay time.Duration, reason error) error {
 	defer d.done()
-	if r, ok := d.Delivery.(interface {
-		Retry(context.Context, time.Duration, error) error
-	}); ok {
-		return r.Retry(ctx, delay, reason)
-	}
-	return d.Delivery.Requeue(ctx, reason)
+	return d.Delivery.Retry(ctx, delay, reason)
 }
 
 // DeadLetter implements transport.Delivery.
