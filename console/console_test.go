@@ -1,25 +1,24 @@
 package console_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/sagaflow/sagaflow/console"
+	"github.com/sagaflow/sagaflow/daemon"
 	"github.com/sagaflow/sagaflow/engine"
 	"github.com/sagaflow/sagaflow/examples/orders"
 	"github.com/sagaflow/sagaflow/internal/testenv"
-	"github.com/sagaflow/sagaflow/message"
-	"github.com/sagaflow/sagaflow/transport/inmem"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -28,47 +27,71 @@ import (
 // for the back-off to show on the timeline.
 var shortRetry = workflows.RetryPolicy{MaxAttempts: 3, InitialInterval: 300 * time.Millisecond, MaxInterval: time.Second, Multiplier: 2}
 
-// startDaemon runs an engine with the demo order saga and the console
-// mounted at /console/, as `sagaflow serve` does, until the test ends. It
-// returns the engine and its transport.
-func startDaemon(t *testing.T) (*engine.Engine, *inmem.Transport) {
+// syncBuffer is a bytes.Buffer safe for the daemon's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// startDaemon runs `sagaflow serve` in-process, as cmd/sagaflow does, with
+// the demo order saga registered, on the embedded store and the
+// in-process transport (flags override whatever SAGAFLOW_* the
+// environment holds), until the test ends. It returns the daemon's engine.
+func startDaemon(t *testing.T) *engine.Engine {
 	t.Helper()
-	tr := inmem.New(inmem.WithPartitions(4))
-	t.Cleanup(func() { _ = tr.Close() })
-	e := engine.New(engine.Options{
-		DataDir:    t.TempDir(),
-		AdminAddr:  "127.0.0.1:0",
-		Transport:  tr,
-		Partitions: 4,
-		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	orders.Register(e, shortRetry)
-	e.HandleAdmin("/console/", console.New(e))
-	if err := e.Err(); err != nil {
-		t.Fatalf("register: %v", err)
+	t.Setenv("SAGAFLOW_ADMIN_TOKEN", "") // the browser sends no token
+	engines := make(chan *engine.Engine, 1)
+	setup := func(e *engine.Engine) {
+		orders.Register(e, shortRetry)
+		engines <- e
 	}
+	var stdout, stderr syncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
+	args := []string{"sagaflow", "serve", "--config=", "--name=sagaflow", "--mongo-uri=", "--amqp-url=", "--admin-token-file=", "--pprof-addr=",
+		"--data-dir", t.TempDir(), "--admin-addr", "127.0.0.1:0", "--partitions", "4", "--log-level", "warn"}
+	exited := make(chan struct{})
+	var code int
+	go func() {
+		defer close(exited)
+		code = daemon.MainIO(ctx, args, setup, &stdout, &stderr)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("engine stopped with error: %v", err)
+		case <-exited:
+			if code != 0 {
+				t.Errorf("sagaflow serve exited with %d:\n%s", code, stderr.String())
 			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("engine did not stop within 15s")
+		case <-time.After(20 * time.Second):
+			t.Errorf("sagaflow serve did not stop within 20s")
 		}
 	})
+	var e *engine.Engine
 	select {
-	case err := <-done:
-		t.Fatalf("engine stopped before ready: %v", err)
-	case <-e.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("engine not ready within 10s")
+	case e = <-engines:
+	case <-exited:
+		t.Fatalf("sagaflow serve stopped before it built its engine")
 	}
-	return e, tr
+	select {
+	case <-e.Ready():
+	case <-exited:
+		t.Fatalf("sagaflow serve stopped before it was ready")
+	case <-time.After(15 * time.Second):
+		t.Fatalf("sagaflow serve not ready within 15s:\n%s", stderr.String())
+	}
+	return e
 }
 
 // startOrder starts an order saga, its ID the order's.
@@ -153,7 +176,7 @@ func run[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 // the workflow diagram drawn by mermaid.js with the end highlighted.
 func TestConsoleShowsACompensatedSaga(t *testing.T) {
 	ctx := browser(t)
-	e, tr := startDaemon(t)
+	e := startDaemon(t)
 	runOrder(t, e, orders.Input{OrderID: "o-1001", SKU: "book", Qty: 1, Amount: 30, Address: "1 Main St"})
 	runOrder(t, e, orders.Input{OrderID: "o-1002", SKU: "lamp", Qty: 1, Amount: 5000, Address: "2 High St"})
 	id := startOrder(t, e, orders.Input{OrderID: "o-1003", SKU: "desk", Qty: 2, Amount: 250, Address: orders.Unreachable})
@@ -234,12 +257,11 @@ func TestConsoleShowsACompensatedSaga(t *testing.T) {
 		t.Fatalf("the list did not show a new saga by itself: %v", err)
 	}
 
-	// A message the inventory cannot read is dead-lettered; its Replay
-	// button puts it back on the queue (where it fails again, for the same
-	// reason: replay is for messages whose cause was fixed).
-	bad := message.Envelope{ID: message.NewID(), Kind: message.KindCommand, Type: "inventory.ReserveStock.v1",
-		Destination: orders.InventoryService, Key: "o-1005", OccurredAt: time.Now(), Payload: json.RawMessage(`{"qty":"lots"}`)}
-	if err := tr.Publish(context.Background(), bad); err != nil {
+	// A command for a saga that does not exist is dead-lettered; its
+	// Replay button puts it back on the queue (where it fails again, for
+	// the same reason: replay is for messages whose cause was fixed).
+	bad, err := e.Send(context.Background(), "sagaflow", "o-ghost", &orders.ShipOrder{OrderID: "o-ghost", Address: "nowhere"}, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := chromedp.Do(ctx,
@@ -255,8 +277,8 @@ func TestConsoleShowsACompensatedSaga(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot of the dead letters: %s", path)
-	if !strings.Contains(reason, "inventory.ReserveStock.v1") {
-		t.Errorf("dead letter reason %q should name the message type", reason)
+	if !strings.Contains(reason, "shipping.ShipOrder.v1") || !strings.Contains(reason, "o-ghost") {
+		t.Errorf("dead letter reason %q should name the message type and the saga", reason)
 	}
 	if err := chromedp.Do(ctx,
 		chromedp.Click(chromedp.CSS(`form[action$="/deadletters/`+bad.ID+`/replay"] button`)),
@@ -273,7 +295,7 @@ func TestConsoleShowsACompensatedSaga(t *testing.T) {
 // server, without a browser: the filters reach the engine, an unknown saga
 // is a 404, and a compensated saga's page has compensation bars.
 func TestConsoleOnTheAdminServer(t *testing.T) {
-	e, _ := startDaemon(t)
+	e := startDaemon(t)
 	runOrder(t, e, orders.Input{OrderID: "o-2001", SKU: "book", Qty: 1, Amount: 30, Address: "1 Main St"})
 	runOrder(t, e, orders.Input{OrderID: "o-2002", SKU: "lamp", Qty: 1, Amount: 5000, Address: "2 High St"})
 	base := e.AdminURL() + "/console"
