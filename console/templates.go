@@ -71,7 +71,6 @@ var funcs = template.FuncMap{
 		}
 		return "ev-plain"
 	},
-	"add": func(a, b float64) float64 { return a + b },
 	// list makes a slice of its arguments (the page-size choices).
 	"list": func(v ...int) []int { return v },
 	"plural": func(n int, one, many string) string {

@@ -69,7 +69,27 @@ type Bar struct {
 	Detail string
 	// Left and Width place the bar on the track, in percent.
 	Left, Width float64
+	// Label says where the bar's caption goes: LabelInside, LabelAfter,
+	// LabelBefore, or LabelNone when neighbours leave no room (the
+	// tooltip still has it).
+	Label string
 }
+
+// Where a bar's caption goes.
+const (
+	LabelInside = "inside"
+	LabelAfter  = "after"
+	LabelBefore = "before"
+	LabelNone   = "none"
+)
+
+// labelRoom is the track share, in percent, a caption outside its bar
+// needs (about 90px of a 1000px track); labelInside is the width from
+// which it fits inside.
+const (
+	labelRoom   = 9.0
+	labelInside = 14.0
+)
 
 // Duration is how long the attempt took.
 func (b Bar) Duration() time.Duration { return b.End.Sub(b.Start) }
@@ -232,6 +252,30 @@ func (tl *Timeline) layout() {
 			b.Width = max(pct(b.End)-b.Left, minBarWidth)
 			if b.Left+b.Width > 100 {
 				b.Left = 100 - b.Width
+			}
+		}
+		for j := range r.Bars {
+			b := &r.Bars[j]
+			before, after := b.Left, 100-(b.Left+b.Width)
+			if j > 0 {
+				prev := r.Bars[j-1]
+				before = b.Left - (prev.Left + prev.Width)
+				if prev.Label == LabelAfter {
+					before -= labelRoom
+				}
+			}
+			if j+1 < len(r.Bars) {
+				after = r.Bars[j+1].Left - (b.Left + b.Width)
+			}
+			switch {
+			case b.Width >= labelInside:
+				b.Label = LabelInside
+			case after >= labelRoom:
+				b.Label = LabelAfter
+			case before >= labelRoom:
+				b.Label = LabelBefore
+			default:
+				b.Label = LabelNone
 			}
 		}
 		for j := range r.Waits {

@@ -169,6 +169,13 @@ func TestTimelineLayout(t *testing.T) {
 	if w := ship.Waits[1]; w.Left < 33.8 || w.Left > 33.9 || w.Width < 58.8 || w.Width > 58.9 {
 		t.Errorf("second back-off: left %.2f width %.2f, want 33.82 and 58.82", w.Left, w.Width)
 	}
+	var where []string
+	for _, b := range ship.Bars {
+		where = append(where, b.Label)
+	}
+	if want := []string{LabelAfter, LabelAfter, LabelBefore}; !slices.Equal(where, want) {
+		t.Errorf("shipping attempts' captions go %v, want %v (the last one is at the end of the track)", where, want)
+	}
 	var labels []string
 	for _, tk := range tl.Ticks {
 		labels = append(labels, tk.Label)
@@ -246,5 +253,26 @@ func TestDiagramDrawsTheSagasProgress(t *testing.T) {
 				t.Errorf("class lines %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+func TestCrowdedAttemptsKeepTheirCaptionsApart(t *testing.T) {
+	var h []workflows.Record
+	h = append(h, workflows.Record{Event: workflows.EventStarted, At: at(0)})
+	for i := range 6 { // six quick attempts, then a long wait
+		h = append(h,
+			workflows.Record{Event: workflows.EventStepStarted, Step: "s", Attempt: i + 1, At: at(i * 20)},
+			workflows.Record{Event: workflows.EventStepRetryScheduled, Step: "s", Attempt: i + 1, At: at(i*20 + 5)})
+	}
+	h = append(h, workflows.Record{Event: workflows.EventStepStarted, Step: "s", Attempt: 7, At: at(1000)},
+		workflows.Record{Event: workflows.EventStepSucceeded, Step: "s", Attempt: 7, At: at(1000)})
+	tl := BuildTimeline(h, false, at(1000))
+	var where []string
+	for _, b := range tl.Rows[0].Bars {
+		where = append(where, b.Label)
+	}
+	want := []string{LabelNone, LabelNone, LabelNone, LabelNone, LabelNone, LabelAfter, LabelBefore}
+	if !slices.Equal(where, want) {
+		t.Errorf("captions %v, want %v", where, want)
 	}
 }
