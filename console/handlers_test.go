@@ -348,7 +348,7 @@ func TestStaticFiles(t *testing.T) {
 func TestDeadLettersListAndReplay(t *testing.T) {
 	f := newFake()
 	f.letters = []transport.DeadLetter{
-		{Message: message.Envelope{ID: "m-old", Type: "nobody.Nothing.v1", Key: "k1"}, Queue: "inventory", Reason: "unknown message type", Attempts: 1, At: at(100)},
+		{Message: message.Envelope{ID: "m-old", Type: "nobody.Nothing.v1", Key: "k1", Payload: []byte(`{"qty":"lots"}`)}, Queue: "inventory", Reason: "unknown message type", Attempts: 1, At: at(100)},
 		{Message: message.Envelope{ID: "m-new", Type: "sagaflow.SagaResume.v1", Key: "o-1", SagaID: "o-1"}, Queue: "sagaflow", Reason: "handler panicked: boom", Attempts: 5, At: at(200)},
 	}
 	c := testConsole(f)
@@ -357,7 +357,8 @@ func TestDeadLettersListAndReplay(t *testing.T) {
 		t.Fatalf("status %d:\n%s", res.StatusCode, body)
 	}
 	for _, want := range []string{"2 messages", "nobody.Nothing.v1", "unknown message type", "handler panicked: boom",
-		`<a href="/console/sagas/o-1">o-1</a>`, `action="/console/deadletters/m-old/replay"`} {
+		`<a href="/console/sagas/o-1">o-1</a>`, `action="/console/deadletters/m-old/replay"`,
+		"<summary>payload</summary><pre class=\"json\">{\n  &#34;qty&#34;: &#34;lots&#34;\n}</pre>"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("dead-letter page lacks %s", want)
 		}

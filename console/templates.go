@@ -71,6 +71,8 @@ var funcs = template.FuncMap{
 		}
 		return "ev-plain"
 	},
+	// json indents raw JSON for display.
+	"json": prettyJSON,
 	// list makes a slice of its arguments (the page-size choices).
 	"list": func(v ...int) []int { return v },
 	"plural": func(n int, one, many string) string {
