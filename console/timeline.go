@@ -39,10 +39,15 @@ const minBarWidth = 0.8
 // are percentages of the track from Start to End, computed here so that
 // the page needs no script to draw it.
 type Timeline struct {
+	// Start and End bound the track: the first record, and the last one
+	// (or now, while the saga runs).
 	Start, End time.Time
-	Rows       []Row
-	Ticks      []Tick
-	Markers    []Marker
+	// Rows are the steps and compensations, in the order they first ran.
+	Rows []Row
+	// Ticks label the time axis.
+	Ticks []Tick
+	// Markers are the saga-level events.
+	Markers []Marker
 }
 
 // Row is one lane of the timeline.
@@ -52,6 +57,7 @@ type Row struct {
 	Label string
 	// Kind is KindStep or KindCompensation.
 	Kind string
+	// Bars are the attempts, in order.
 	Bars []Bar
 	// Waits are the back-off delays between a failed attempt and the next.
 	Waits []Wait
@@ -59,10 +65,13 @@ type Row struct {
 
 // Bar is one attempt.
 type Bar struct {
-	Kind       string
-	Step       string
-	Attempt    int
-	Outcome    string
+	// Kind is KindStep or KindCompensation; Step names the step.
+	Kind, Step string
+	// Attempt counts from 1.
+	Attempt int
+	// Outcome is one of the Outcome constants.
+	Outcome string
+	// Start and End are when the attempt began and ended (or now).
 	Start, End time.Time
 	// Detail is what the history said about the outcome (an error, a
 	// retry's delay).
