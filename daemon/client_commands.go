@@ -175,7 +175,7 @@ func cancelCommand(stdout io.Writer) *cli.Command {
 		Name:      "cancel",
 		Usage:     "cancel a saga: stop it and compensate its completed steps",
 		ArgsUsage: "SAGA_ID",
-		Flags:     clientFlags(&cli.StringFlag{Name: "reason", Usage: "why, for the history"}),
+		Flags:     clientFlags(jsonFlag(), &cli.StringFlag{Name: "reason", Usage: "why, for the history"}),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			if cmd.Args().Len() != 1 {
 				return fmt.Errorf("cancel takes one argument, the saga ID (got %d)", cmd.Args().Len())
@@ -187,10 +187,19 @@ func cancelCommand(stdout io.Writer) *cli.Command {
 			if err := c.Cancel(ctx, cmd.Args().First(), cmd.String("reason")); err != nil {
 				return err
 			}
-			fmt.Fprintln(stdout, "cancelling", cmd.Args().First())
-			return nil
+			return printDone(stdout, cmd, "cancelling", cmd.Args().First())
 		},
 	}
+}
+
+// printDone reports that status was reached for saga id: a line, or
+// {"id", "status"} with --json.
+func printDone(w io.Writer, cmd *cli.Command, status, id string) error {
+	if cmd.Bool("json") {
+		return writeJSONTo(w, map[string]string{"id": id, "status": status})
+	}
+	_, err := fmt.Fprintln(w, status, id)
+	return err
 }
 
 func writeJSONTo(w io.Writer, v any) error {

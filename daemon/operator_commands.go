@@ -54,7 +54,7 @@ func signalCommand(stdout io.Writer) *cli.Command {
 		Name:      "signal",
 		Usage:     "send a signal to a saga (recorded in its history)",
 		ArgsUsage: "SAGA_ID SIGNAL_NAME",
-		Flags:     clientFlags(&cli.StringFlag{Name: "payload", Usage: "the signal's data as JSON"}),
+		Flags:     clientFlags(jsonFlag(), &cli.StringFlag{Name: "payload", Usage: "the signal's data as JSON"}),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			if cmd.Args().Len() != 2 {
 				return fmt.Errorf("signal takes two arguments, the saga ID and the signal name (got %d)", cmd.Args().Len())
@@ -73,8 +73,7 @@ func signalCommand(stdout io.Writer) *cli.Command {
 			if err := c.Signal(ctx, cmd.Args().First(), req); err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "signalled %s: %s\n", cmd.Args().First(), req.Name)
-			return nil
+			return printDone(stdout, cmd, "signalled", cmd.Args().First())
 		},
 	}
 }
@@ -84,7 +83,7 @@ func retryCommand(stdout io.Writer) *cli.Command {
 		Name:      "retry",
 		Usage:     "make a saga that needs attention retry its failed compensation and go on compensating",
 		ArgsUsage: "SAGA_ID",
-		Flags:     clientFlags(&cli.StringFlag{Name: "reason", Usage: "why, for the history"}),
+		Flags:     clientFlags(jsonFlag(), &cli.StringFlag{Name: "reason", Usage: "why, for the history"}),
 		Action: func(ctx context.Context, cmd *cli.Command) error {
 			id, err := oneArg(cmd, "the saga ID")
 			if err != nil {
@@ -97,8 +96,7 @@ func retryCommand(stdout io.Writer) *cli.Command {
 			if err := c.Retry(ctx, id, cmd.String("reason")); err != nil {
 				return err
 			}
-			fmt.Fprintln(stdout, "retrying", id)
-			return nil
+			return printDone(stdout, cmd, "retrying", id)
 		},
 	}
 }

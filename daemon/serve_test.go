@@ -123,6 +123,20 @@ func TestServeAndEveryClientCommand(t *testing.T) {
 			t.Errorf("history lacks %q: %s", want, so)
 		}
 	}
+	// Operator calls on a finished saga explain why they cannot act.
+	for _, c := range []struct {
+		args    []string
+		mention string
+	}{
+		{[]string{"signal", id, "approved", "--json"}, "409"},
+		{[]string{"retry", id}, "does not need attention"},
+		{[]string{"cancel", id, "--json"}, "already finished"},
+	} {
+		var o, e bytes.Buffer
+		if code := MainIO(context.Background(), append(append([]string{"sagaflow"}, c.args...), a...), nil, &o, &e); code == 0 || !strings.Contains(e.String(), c.mention) {
+			t.Errorf("%v: exit %d, stderr %q; want a failure mentioning %q", c.args, code, e.String(), c.mention)
+		}
+	}
 	so, _ = runCLI(t, append([]string{"workflows", "show", orders.WorkflowName, "--mermaid"}, a...)...)
 	if !strings.HasPrefix(so, "flowchart") {
 		t.Errorf("workflows show --mermaid: %s", so)
