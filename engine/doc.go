@@ -8,6 +8,14 @@
 // With no store and no transport given, the engine runs on the embedded
 // default: store/embedded in Options.DataDir and transport/inmem.
 //
-// Once Ready is closed, Start, Get, List, Cancel and Send can be called
-// from any goroutine.
+// Once Ready is closed, the operator calls (StartSaga, GetSaga, ListSagas,
+// SagaHistory, SignalSaga, CancelSaga, RetrySaga, the dead-letter calls,
+// Send) can be made from any goroutine; the admin HTTP API (AdminHandler)
+// is a thin JSON layer over them, behind Options.AdminToken when set, and
+// HandleAdmin mounts more handlers (the console) on it.
+//
+// When Run's context ends, the engine stops gracefully: operator calls
+// answer ErrNotRunning, deliveries being handled finish within
+// Options.ShutdownTimeout while new ones are held back for redelivery, and
+// the outbox is flushed before the store and transport close.
 package engine

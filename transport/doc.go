@@ -9,7 +9,9 @@
 // persisted (I4), Requeue to have it delivered again (after a crash or a
 // panic), or DeadLetter to park it with a reason (I6). A delivery that is
 // requeued more often than the transport's delivery limit is dead-lettered
-// with the last reason.
+// with the last reason. An operator lists dead letters (DeadLetters), puts
+// them back on the queue and partition they came from (ReplayDeadLetters)
+// or deletes them (DiscardDeadLetters).
 //
 // Implementations live in sub-packages (transport/inmem,
 // transport/rabbitmq); each runs the conformance suite in

@@ -42,6 +42,11 @@
 //   - a stopped consumer's unsettled deliveries come to the next consumer
 //     in their original order with Attempt above 1, and settling one of
 //     them through the old delivery fails;
+//   - ReplayDeadLetters delivers a dead letter again, unchanged, with
+//     Attempt 1, on the queue and partition it was dead-lettered from (an
+//     event only to that subscriber), removes it from the dead letters and
+//     returns its ID; DiscardDeadLetters removes only the letters named;
+//     IDs that are not dead letters are left out of both results;
 //   - a delivered envelope is the consumer's own copy: changing its headers
 //     or payload before a Requeue does not change the redelivery;
 //   - Consume returns nil when its context is cancelled; after Close, Publish
