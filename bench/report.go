@@ -1,0 +1,345 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is everything one run measured. It is written as JSON so that
+// runs can be compared.
+type Report struct {
+	// StartedAt is when the run began.
+	StartedAt time.Time `json:"started_at"`
+	// Seconds is how long the run took.
+	Seconds float64 `json:"seconds"`
+	// Host describes the machine.
+	Host Host `json:"host"`
+	// Config is the run's settings.
+	Config Config `json:"config"`
+	// Raw holds the raw limits.
+	Raw RawResults `json:"raw"`
+	// Sagas holds one entry per backend, compensation share and load.
+	Sagas []SagaResult `json:"sagas,omitempty"`
+	// SagaSections says why a saga section did not run, by section.
+	SagaSections map[string]string `json:"saga_sections,omitempty"`
+	// Memory is the memory section.
+	Memory *MemoryResult `json:"memory,omitempty"`
+	// Recovery is the recovery section.
+	Recovery *RecoveryResult `json:"recovery,omitempty"`
+	// Formulas states how the limits are derived.
+	Formulas []string `json:"formulas"`
+}
+
+// Host describes the machine a run was taken on.
+type Host struct {
+	// GOOS and GOARCH are the platform.
+	GOOS   string `json:"goos"`
+	GOARCH string `json:"goarch"`
+	// NumCPU and GOMAXPROCS are the logical CPUs and how many Go used.
+	NumCPU     int `json:"num_cpu"`
+	GOMAXPROCS int `json:"gomaxprocs"`
+	// GoVersion is the Go release the harness was built with.
+	GoVersion string `json:"go_version"`
+	// Hostname names the machine.
+	Hostname string `json:"hostname"`
+}
+
+func thisHost() Host {
+	name, _ := os.Hostname()
+	return Host{
+		GOOS: runtime.GOOS, GOARCH: runtime.GOARCH, NumCPU: runtime.NumCPU(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0), GoVersion: runtime.Version(), Hostname: name,
+	}
+}
+
+// Status is "ok", or why a measurement has no figure
+// ("unavailable: ..." when a service is missing, "error: ..." otherwise).
+type Status string
+
+// StatusOK marks a measurement that ran.
+const StatusOK Status = "ok"
+
+func unavailable(err error) Status { return Status("unavailable: " + err.Error()) }
+func failed(err error) Status      { return Status("error: " + err.Error()) }
+
+// RawResults are the raw limits.
+type RawResults struct {
+	// RabbitMQ is persistent request/reply through the broker.
+	RabbitMQ *RabbitResult `json:"rabbitmq,omitempty"`
+	// MongoDB is inserts through the driver.
+	MongoDB *MongoResult `json:"mongodb,omitempty"`
+	// Embedded is the embedded store's durable commits.
+	Embedded *EmbeddedRawResult `json:"embedded_store,omitempty"`
+}
+
+// RabbitResult is persistent request/reply with publisher confirms.
+type RabbitResult struct {
+	Status Status `json:"status"`
+	// RoundTrips1 and RoundTrips16 are round trips/s at 1 and 16 in flight.
+	RoundTrips1  float64 `json:"round_trips_per_s_1"`
+	RoundTrips16 float64 `json:"round_trips_per_s_16"`
+	// P50At1 is the median round trip at 1 in flight.
+	P50At1 Millis `json:"p50_ms_at_1"`
+}
+
+// MongoResult is inserts through the Go driver (write concern majority,
+// documents of about 1 KiB).
+type MongoResult struct {
+	Status Status `json:"status"`
+	// Single1 and Single16 are single-document inserts/s at 1 and 16 in
+	// flight.
+	Single1  float64 `json:"single_inserts_per_s_1"`
+	Single16 float64 `json:"single_inserts_per_s_16"`
+	// Batch1 and Batch4 are documents/s of 100-document insertMany at 1
+	// and 4 in flight.
+	Batch1 float64 `json:"batch_docs_per_s_1"`
+	Batch4 float64 `json:"batch_docs_per_s_4"`
+	// Server names the server (its buildInfo version and, for FerretDB,
+	// that it is FerretDB).
+	Server string `json:"server"`
+}
+
+// EmbeddedRawResult is the embedded store's durable commit rate.
+type EmbeddedRawResult struct {
+	Status Status `json:"status"`
+	// Single is commits/s from one writer (each commit its own fsync).
+	Single float64 `json:"single_writer_commits_per_s"`
+	// Batched is commits/s from Writers writers sharing group commits.
+	Batched float64 `json:"batched_commits_per_s"`
+	// Writers is the number of concurrent writers of Batched.
+	Writers int `json:"writers"`
+	// PerBatch is the mean number of commits per transaction in Batched.
+	PerBatch float64 `json:"commits_per_batch"`
+}
+
+// Millis is a duration reported in milliseconds.
+type Millis float64
+
+func millis(d time.Duration) Millis { return Millis(float64(d) / float64(time.Millisecond)) }
+
+// SagaResult is one saga measurement.
+type SagaResult struct {
+	// Backend is "embedded" or "rabbitmq+mongodb".
+	Backend string `json:"backend"`
+	// CompensationPercent is the share of sagas whose last step fails.
+	CompensationPercent int `json:"compensation_percent"`
+	// Load is "full" (a fixed number in flight) or "half" (open loop at
+	// half the full-load rate).
+	Load   string `json:"load"`
+	Status Status `json:"status"`
+	// InFlight is the number kept in flight (full load); Offered the
+	// start rate asked for (half load).
+	InFlight int     `json:"in_flight,omitempty"`
+	Offered  float64 `json:"offered_per_s,omitempty"`
+	// Rate is sagas finished per second in the window.
+	Rate float64 `json:"sagas_per_s"`
+	// P50 and P99 are start-to-finish latencies of the sagas started in
+	// the window (from their scheduled start at half load).
+	P50 Millis `json:"p50_ms"`
+	P99 Millis `json:"p99_ms"`
+	// Sagas counts the sagas started in the window; Compensated those of
+	// them that were compensated; Unfinished those not finished after the
+	// drain; Late the half-load starts more than 1s behind schedule.
+	Sagas       int `json:"sagas"`
+	Compensated int `json:"compensated"`
+	Unfinished  int `json:"unfinished,omitempty"`
+	Late        int `json:"late_starts,omitempty"`
+	// StartErrors counts the starts that failed (the sagas were not
+	// started); Warnings the warnings the engine logged in the phase.
+	StartErrors int `json:"start_errors,omitempty"`
+	Warnings    int `json:"engine_warnings,omitempty"`
+	// Note names the first start error and the first warning.
+	Note string `json:"note,omitempty"`
+	// Cost is what a saga cost, averaged over the phase.
+	Cost Cost `json:"cost"`
+	// Limit is the rate the raw limits imply for this cost (0: unknown),
+	// and Ratio is Rate/Limit.
+	Limit float64 `json:"limit_per_s,omitempty"`
+	Ratio float64 `json:"ratio,omitempty"`
+	// LimitNote says how Limit was computed, or why it is missing.
+	LimitNote string `json:"limit_note,omitempty"`
+}
+
+// Cost is what the engine did per saga, counted at the store interface.
+type Cost struct {
+	// Messages is the number of messages published (and consumed) per saga:
+	// every outbox entry of its commits and of its participants' commits.
+	Messages float64 `json:"messages"`
+	// Commits is the number of store appends (each one atomic write: I1).
+	Commits float64 `json:"commits"`
+	// Marks is the number of MarkDispatched calls (outbox clean-up).
+	Marks float64 `json:"dispatch_marks"`
+	// MongoDocs is the number of MongoDB documents a saga's writes touch
+	// in store/mongo's layout: per commit the commit, its handled markers,
+	// outbox entries, timers set and cancelled, and its stream head; plus
+	// one outbox deletion per dispatched message. Group-commit journal
+	// entries (two per batch, shared by the batch) are not counted.
+	MongoDocs float64 `json:"mongo_documents"`
+}
+
+// MemoryResult is the memory section.
+type MemoryResult struct {
+	Status Status `json:"status"`
+	// Actors is the number of aggregates that each handled one command.
+	Actors int `json:"actors"`
+	// BaselineRSS is the engine's RSS before the first command.
+	BaselineRSS MiB `json:"baseline_rss_mib"`
+	// IdleRSS is the RSS with every actor alive and idle; IdleAnon its
+	// anonymous part (heap, stacks) and IdleFile the part that maps files
+	// (the bbolt file).
+	IdleRSS  MiB `json:"idle_rss_mib"`
+	IdleAnon MiB `json:"idle_rss_anon_mib"`
+	IdleFile MiB `json:"idle_rss_file_mib"`
+	// IdleHeap is the Go heap in use then.
+	IdleHeap MiB `json:"idle_heap_mib"`
+	// PassivatedRSS, PassivatedAnon and PassivatedHeap are the same after
+	// the actors were passivated.
+	PassivatedRSS  MiB `json:"passivated_rss_mib"`
+	PassivatedAnon MiB `json:"passivated_rss_anon_mib"`
+	PassivatedHeap MiB `json:"passivated_heap_mib"`
+	// Sampled aggregates got a second command after the passivated figure;
+	// SampledPassivated of them loaded their stream again, so their actor
+	// had been passivated (the others were still alive).
+	Sampled           int `json:"sampled"`
+	SampledPassivated int `json:"sampled_passivated"`
+	// SendSeconds is how long sending and handling the commands took.
+	SendSeconds float64 `json:"send_seconds"`
+	// Note qualifies the figures.
+	Note string `json:"note,omitempty"`
+}
+
+// MiB is a size in mebibytes.
+type MiB float64
+
+func mib(bytes uint64) MiB { return MiB(float64(bytes) / (1 << 20)) }
+
+// RecoveryResult is the recovery section.
+type RecoveryResult struct {
+	Status Status `json:"status"`
+	// InFlight is the number of unfinished sagas in the store after the
+	// kill.
+	InFlight int `json:"in_flight"`
+	// ReadySeconds is from the restart (exec) until the engine was ready
+	// (store open, unfinished sagas sent their resume).
+	ReadySeconds float64 `json:"ready_seconds"`
+	// RunningSeconds is until every unfinished saga had committed a step
+	// again (its command re-sent).
+	RunningSeconds float64 `json:"running_seconds"`
+	// TerminalSeconds is until every one had finished.
+	TerminalSeconds float64 `json:"terminal_seconds"`
+	// Finished counts the sagas that finished; Compensated those of them
+	// that were compensated.
+	Finished    int `json:"finished"`
+	Compensated int `json:"compensated"`
+}
+
+// WriteJSON writes r to path.
+func (r *Report) WriteJSON(path string) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode results: %w", err)
+	}
+	if err := os.WriteFile(path, append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write results to %s: %w", path, err)
+	}
+	return nil
+}
+
+// PrintTable writes r as tables to w.
+func (r *Report) PrintTable(w io.Writer) {
+	fmt.Fprintf(w, "sagaflow bench, %s, %d CPUs (GOMAXPROCS %d), %s, %.0fs\n\n",
+		r.StartedAt.Format(time.RFC3339), r.Host.NumCPU, r.Host.GOMAXPROCS, r.Host.GoVersion, r.Seconds)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	if r.Raw.RabbitMQ != nil || r.Raw.MongoDB != nil || r.Raw.Embedded != nil {
+		fmt.Fprintln(tw, "RAW LIMITS\t\t")
+	}
+	if rr := r.Raw.RabbitMQ; rr != nil {
+		row(tw, "rabbitmq req/reply, persistent+confirms, 1 in flight", rr.Status, fmt.Sprintf("%.0f round trips/s (p50 %.2f ms)", rr.RoundTrips1, rr.P50At1))
+		row(tw, "rabbitmq req/reply, persistent+confirms, 16 in flight", rr.Status, fmt.Sprintf("%.0f round trips/s", rr.RoundTrips16))
+	}
+	if mr := r.Raw.MongoDB; mr != nil {
+		row(tw, "mongodb single inserts, 1 in flight"+server(mr.Server), mr.Status, fmt.Sprintf("%.0f docs/s", mr.Single1))
+		row(tw, "mongodb single inserts, 16 in flight", mr.Status, fmt.Sprintf("%.0f docs/s", mr.Single16))
+		row(tw, "mongodb 100-doc insertMany, 1 in flight", mr.Status, fmt.Sprintf("%.0f docs/s", mr.Batch1))
+		row(tw, "mongodb 100-doc insertMany, 4 in flight", mr.Status, fmt.Sprintf("%.0f docs/s", mr.Batch4))
+	}
+	if er := r.Raw.Embedded; er != nil {
+		row(tw, "embedded store, 1 writer (fsync per commit)", er.Status, fmt.Sprintf("%.0f commits/s", er.Single))
+		row(tw, fmt.Sprintf("embedded store, %d writers (group commit)", er.Writers), er.Status, fmt.Sprintf("%.0f commits/s (%.0f per fsync)", er.Batched, er.PerBatch))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
+
+	if len(r.Sagas) > 0 || len(r.SagaSections) > 0 {
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "SAGAS (3 steps)\tcomp\tload\tin flight/offered\tsagas/s\tp50 ms\tp99 ms\tmsgs\tcommits\tmongo docs\tlimit/s\tratio\t")
+		for _, s := range r.Sagas {
+			load := fmt.Sprintf("%d", s.InFlight)
+			if s.Load == "half" {
+				load = fmt.Sprintf("%.0f/s", s.Offered)
+			}
+			if s.Status != StatusOK {
+				fmt.Fprintf(tw, "%s\t%d%%\t%s\t%s\t%s\t\t\t\t\t\t\t\t\n", s.Backend, s.CompensationPercent, s.Load, load, s.Status)
+				continue
+			}
+			limit, ratio := "-", "-"
+			if s.Limit > 0 {
+				limit, ratio = fmt.Sprintf("%.0f", s.Limit), fmt.Sprintf("%.0f%%", 100*s.Ratio)
+			}
+			fmt.Fprintf(tw, "%s\t%d%%\t%s\t%s\t%.0f\t%.1f\t%.1f\t%.2f\t%.2f\t%.1f\t%s\t%s\t\n",
+				s.Backend, s.CompensationPercent, s.Load, load, s.Rate, s.P50, s.P99,
+				s.Cost.Messages, s.Cost.Commits, s.Cost.MongoDocs, limit, ratio)
+		}
+		for name, why := range r.SagaSections {
+			fmt.Fprintf(tw, "%s\t\t\t\t%s\t\t\t\t\t\t\t\t\n", name, why)
+		}
+		_ = tw.Flush()
+		fmt.Fprintln(w)
+	}
+	if m := r.Memory; m != nil {
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "MEMORY (engine in a child process)\t\t")
+		row(tw, "RSS before any actor", m.Status, fmt.Sprintf("%.1f MiB", m.BaselineRSS))
+		row(tw, fmt.Sprintf("RSS with %d idle aggregate actors", m.Actors), m.Status,
+			fmt.Sprintf("%.1f MiB (anon %.1f, file %.1f; Go heap %.1f)", m.IdleRSS, m.IdleAnon, m.IdleFile, m.IdleHeap))
+		row(tw, "RSS after passivation", m.Status,
+			fmt.Sprintf("%.1f MiB (anon %.1f; Go heap %.1f); %d of %d sampled actors had been passivated",
+				m.PassivatedRSS, m.PassivatedAnon, m.PassivatedHeap, m.SampledPassivated, m.Sampled))
+		_ = tw.Flush()
+		fmt.Fprintln(w)
+	}
+	if rc := r.Recovery; rc != nil {
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "RECOVERY (SIGKILL, restart on the same data)\t\t")
+		row(tw, "sagas in flight at the kill", rc.Status, fmt.Sprintf("%d", rc.InFlight))
+		row(tw, "restart to engine ready", rc.Status, fmt.Sprintf("%.2f s", rc.ReadySeconds))
+		row(tw, "restart to all running again", rc.Status, fmt.Sprintf("%.2f s", rc.RunningSeconds))
+		row(tw, "restart to all finished", rc.Status, fmt.Sprintf("%.2f s (%d finished, %d compensated)", rc.TerminalSeconds, rc.Finished, rc.Compensated))
+		_ = tw.Flush()
+		fmt.Fprintln(w)
+	}
+	for _, f := range r.Formulas {
+		fmt.Fprintln(w, f)
+	}
+}
+
+func row(w io.Writer, what string, st Status, value string) {
+	if st != StatusOK {
+		value = string(st)
+	}
+	fmt.Fprintf(w, "  %s\t%s\t\n", what, value)
+}
+
+func server(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " [" + strings.TrimSpace(s) + "]"
+}
