@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 
 	"github.com/sagaflow/sagaflow/message"
@@ -41,6 +42,23 @@ type Deps struct {
 	RetryDelay, MaxRetryDelay time.Duration
 	// SettleTimeout bounds acks, requeues and publishes (default 10s).
 	SettleTimeout time.Duration
+
+	// wake is the timer service's wake-up, told of each timer this
+	// process commits (see TimerService).
+	wake atomic.Pointer[timerWake]
+}
+
+// timersSet tells the timer service, if one runs, of timers just
+// committed, so that it fires them on time without polling the store
+// often.
+func (d *Deps) timersSet(timers []store.Timer) {
+	w := d.wake.Load()
+	if w == nil {
+		return
+	}
+	for _, t := range timers {
+		w.add(t.DueAt)
+	}
 }
 
 func (d *Deps) now() time.Time {

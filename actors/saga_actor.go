@@ -114,6 +114,7 @@ func StartSaga(ctx context.Context, deps *Deps, wf workflows.Workflow, id, corre
 		}
 		return fmt.Errorf("start saga %s: %w", id, err)
 	}
+	deps.timersSet(c.Timers)
 	deps.dispatch(ctx, c.Outbox)
 	return nil
 }
@@ -229,6 +230,7 @@ func (s *sagaEntity) handle(ctx context.Context, d transport.Delivery) {
 			s.snap.Instance, s.snap.Version, s.state = dec.Instance, c.Version, dec.State
 			s.snap.Handled[env.ID] = struct{}{}
 			s.snap.History = nil // kept only when loaded; not needed to decide
+			s.deps.timersSet(c.Timers)
 			s.deps.dispatch(ctx, c.Outbox)
 			s.deps.ack(d)
 			return

@@ -86,25 +86,58 @@ func (r *OutboxRelay) sweep(ctx context.Context, olderThan time.Time) {
 // fires it again; the receiver recognises the message ID.
 type TimerService struct {
 	deps *Deps
-	// Interval is how often it looks for due timers (default 20ms).
+	// Interval is how often it looks in the store for timers it was not
+	// told of: those set before a restart or by another engine process
+	// (default 1s). Timers this process sets wake it when they fall due.
 	Interval time.Duration
+	// MinGap is the least time between two looks at the store (default
+	// 10ms), which bounds the store reads when many timers fall due one
+	// after another.
+	MinGap time.Duration
 }
 
 // NewTimerService returns a timer service over deps' store and transport.
 func NewTimerService(deps *Deps) *TimerService {
-	return &TimerService{deps: deps, Interval: 20 * time.Millisecond}
+	return &TimerService{deps: deps, Interval: time.Second, MinGap: 10 * time.Millisecond}
 }
 
-// Run fires due timers every Interval until ctx is done.
+// Run fires due timers until ctx is done: when a timer this process set
+// falls due, and every Interval.
 func (s *TimerService) Run(ctx context.Context) error {
-	t := time.NewTicker(s.Interval)
+	w := newTimerWake()
+	s.deps.wake.Store(w)
+	defer s.deps.wake.Store(nil)
+	interval, gap := s.Interval, s.MinGap
+	if interval <= 0 {
+		interval = time.Second
+	}
+	if gap <= 0 {
+		gap = 10 * time.Millisecond
+	}
+	t := time.NewTimer(time.Hour)
 	defer t.Stop()
 	for {
 		s.fire(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
+		lookedAt := time.Now()
+		pollAt := lookedAt.Add(interval)
+	wait:
+		for {
+			at := pollAt
+			if due, ok := w.next(s.deps.now()); ok {
+				if d := time.Now().Add(max(due.Sub(s.deps.now()), 0)); d.Before(at) {
+					at = d
+				}
+			}
+			t.Reset(max(time.Until(at), time.Until(lookedAt.Add(gap)), 0))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-w.kick:
+				// A new earliest due time: wait again (Reset drops a
+				// pending tick since Go 1.23).
+			case <-t.C:
+				break wait
+			}
 		}
 	}
 }

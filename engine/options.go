@@ -32,21 +32,23 @@ type Options struct {
 	// AdminAddr is where the admin HTTP API listens (default
 	// "127.0.0.1:8080"; "off" disables it; port 0 picks a free port).
 	AdminAddr string
-	// TimerInterval is how often due timers are looked for (default 20ms).
+	// TimerInterval is how often the store is searched for due timers the
+	// engine was not told of: set before a restart or by another engine
+	// process (default 1s). Timers this engine sets wake it when due.
 	TimerInterval time.Duration
 	// RelayInterval is how often the outbox relay looks for unpublished
 	// messages (default 1s).
 	RelayInterval time.Duration
-	// AdminToken, when set, is the bearer token every admin API call
-	// (except /healthz and /readyz) must carry. It is required when
-	// AdminAddr is not a loopback address.
-	AdminToken string
 	// RetryDelay is how long a message whose handling kept failing in
 	// place (its commit failed CommitAttempts times: a store outage) waits
 	// before the transport delivers it again; the delay doubles with each
 	// delivery up to MaxRetryDelay (defaults 1s and 2m). At the transport's
 	// delivery limit it is dead-lettered.
 	RetryDelay, MaxRetryDelay time.Duration
+	// AdminToken, when set, is the bearer token every admin API call
+	// (except /healthz and /readyz) must carry. It is required when
+	// AdminAddr is not a loopback address.
+	AdminToken string
 	// ShutdownTimeout bounds the graceful stop (default 10s).
 	ShutdownTimeout time.Duration
 	// Logger receives the engine's logs (default slog.Default()).
@@ -78,7 +80,7 @@ func (o Options) withDefaults() Options {
 		o.AdminAddr = "127.0.0.1:8080"
 	}
 	if o.TimerInterval == 0 {
-		o.TimerInterval = 20 * time.Millisecond
+		o.TimerInterval = time.Second
 	}
 	if o.RelayInterval == 0 {
 		o.RelayInterval = time.Second
