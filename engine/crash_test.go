@@ -55,17 +55,6 @@ func runCrashChild() int {
 		defer st.Close()
 		opts.Store = st
 	}
-	if name := os.Getenv(envScaleAMQPName); name != "" {
-		tr, err := dialScaleTransport(ctx, name)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "child engine: dial RabbitMQ:", err)
-			return 1
-		}
-		defer tr.Close()
-		opts.Transport = tr
-		// Three engines poll one dev MongoDB server: poll timers less often.
-		opts.TimerInterval = 250 * time.Millisecond
-	}
 	// Step timeouts far beyond the test's deadline: a message lost in the
 	// crash must show as a saga that never finishes (and fail the test),
 	// not be absorbed by a timeout and a compensation.

@@ -1,14 +1,17 @@
 package engine_test
 
 import (
-	"github.com/sagaflow/sagaflow/internal/testenv"
-
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -16,114 +19,119 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/sagaflow/sagaflow/internal/testenv"
 
 	"github.com/sagaflow/sagaflow/client"
 	"github.com/sagaflow/sagaflow/engine"
 	"github.com/sagaflow/sagaflow/examples/orders"
-	"github.com/sagaflow/sagaflow/message"
-	"github.com/sagaflow/sagaflow/transport"
 	"github.com/sagaflow/sagaflow/transport/rabbitmq"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
-// envScaleAMQPName makes a crash child (runCrashChild) run on RabbitMQ, at
-// SAGAFLOW_AMQP_URL, with this transport name. Its queues are named after
-// it too (see prefixedTransport), so that runs and other users of the
-// broker do not share queues.
-const envScaleAMQPName = "SAGAFLOW_TEST_SCALE_AMQP_NAME"
+// scalePartitions is the daemons' partition count. Every partition is a
+// quorum queue, and a broker limited to 1,024 file descriptors (as on the
+// project's machines) stops accepting connections at a few hundred, which
+// a few interrupted runs (their cleanup never ran) would otherwise reach.
+const scalePartitions = 4
 
-// dialScaleTransport is the RabbitMQ transport of a scale-out child.
-func dialScaleTransport(ctx context.Context, name string) (transport.Transport, error) {
-	u := os.Getenv("SAGAFLOW_AMQP_URL")
-	if u == "" {
-		u = testenv.DefaultAMQPURL
-	}
-	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+// buildDaemon builds testdata/scaledaemon (the sagaflow daemon with the
+// order saga; see its doc) without the race detector, so that three of
+// them are as fast as the daemons users run.
+func buildDaemon(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "sagaflow")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	tr, err := rabbitmq.Dial(dctx, u, rabbitmq.WithName(name), rabbitmq.WithLogger(quietLogger()))
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./testdata/scaledaemon")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build the daemon: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// daemonProcess is one `sagaflow serve` process and its admin API.
+type daemonProcess struct {
+	cmd *exec.Cmd
+	url string
+}
+
+// adminLine is what serve prints once the engine is ready.
+var adminLine = regexp.MustCompile(`admin API at (http://\S+)`)
+
+// startDaemon runs `bin serve args...` and waits (at most a minute) until
+// it prints its admin URL. Its stderr goes to the test's, so that a
+// failing node's last words are seen.
+func startDaemon(t *testing.T, bin, node string, args ...string) *daemonProcess {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return nil, err
+		t.Fatal(err)
 	}
-	return &prefixedTransport{Transport: tr, prefix: name + "-"}, nil
-}
-
-// prefixedTransport puts prefix in front of every queue name on the wire.
-// rabbitmq.WithName names only the exchanges and the dead-letter queue;
-// the partition queues are named after the destinations ("inventory.3"),
-// and queues of the same name declared by another run (with another
-// dead-letter exchange) would make Declare fail or be shared.
-type prefixedTransport struct {
-	transport.Transport
-	prefix string
-}
-
-func (p *prefixedTransport) Declare(ctx context.Context, q transport.Queue) error {
-	q.Name = p.prefix + q.Name
-	return p.Transport.Declare(ctx, q)
-}
-
-func (p *prefixedTransport) Publish(ctx context.Context, e message.Envelope) error {
-	if e.Destination != "" {
-		e.Destination = p.prefix + e.Destination
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", node, err)
 	}
-	return p.Transport.Publish(ctx, e)
-}
-
-func (p *prefixedTransport) Consume(ctx context.Context, queue string, prefetch int, h transport.Handler) error {
-	return p.Transport.Consume(ctx, p.prefix+queue, prefetch, func(ctx context.Context, d transport.Delivery) {
-		h(ctx, prefixedDelivery{Delivery: d, prefix: p.prefix})
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
 	})
-}
-
-type prefixedDelivery struct {
-	transport.Delivery
-	prefix string
-}
-
-func (d prefixedDelivery) Envelope() message.Envelope {
-	e := d.Delivery.Envelope()
-	if len(e.Destination) > len(d.prefix) && e.Destination[:len(d.prefix)] == d.prefix {
-		e.Destination = e.Destination[len(d.prefix):]
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if m := adminLine.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case urls <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case u := <-urls:
+		return &daemonProcess{cmd: cmd, url: u}
+	case <-time.After(time.Minute):
+		t.Fatalf("%s: no admin URL printed within a minute", node)
+		return nil
 	}
-	return e
 }
 
-// deleteTopology deletes the queues and exchanges the children declared
-// with transport name name (see transport/rabbitmq/topology.go).
-func deleteTopology(t *testing.T, u, name string, queues []string) {
-	conn, err := amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+// withDatabase returns the MongoDB URI u with its path set to database db
+// (serve's --mongo-uri names the database by the path).
+func withDatabase(t *testing.T, u, db string) string {
+	t.Helper()
+	parsed, err := url.Parse(u)
+	if err != nil {
+		t.Fatalf("MongoDB URI: %v", err)
+	}
+	parsed.Path = "/" + db
+	// Three engines with the driver's default pool (100 connections each)
+	// swamp the dev server; a real deployment sizes the pool too.
+	q := parsed.Query()
+	if q.Get("maxPoolSize") == "" {
+		q.Set("maxPoolSize", "16")
+	}
+	parsed.RawQuery = q.Encode()
+	return parsed.String()
+}
+
+// deleteTopology deletes what the daemons named name declared on the
+// broker at u for the queues.
+func deleteTopology(t *testing.T, u, name string, queues ...string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tr, err := rabbitmq.Dial(ctx, u, rabbitmq.WithName(name), rabbitmq.WithPartitions(scalePartitions), rabbitmq.WithLogger(quietLogger()))
 	if err != nil {
 		t.Logf("cleanup: dial RabbitMQ: %v", err)
 		return
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Logf("cleanup: channel: %v", err)
-		return
-	}
-	names := []string{name + ".dead-letters"}
-	for _, q := range queues {
-		for p := range transport.DefaultPartitions {
-			names = append(names, name+"-"+q+"."+strconv.Itoa(p))
-		}
-	}
-	for _, n := range names {
-		if _, err := ch.QueueDelete(n, false, false, false); err != nil {
-			t.Logf("cleanup: delete queue %s: %v", n, err)
-			if ch, err = conn.Channel(); err != nil {
-				return
-			}
-		}
-	}
-	for _, ex := range []string{".direct", ".events", ".dlx"} {
-		if err := ch.ExchangeDelete(name+ex, false, false); err != nil {
-			t.Logf("cleanup: delete exchange %s: %v", name+ex, err)
-			if ch, err = conn.Channel(); err != nil {
-				return
-			}
-		}
+	defer tr.Close()
+	if err := tr.DeleteTopology(ctx, queues...); err != nil {
+		t.Logf("cleanup: %v", err)
 	}
 }
 
@@ -134,16 +142,16 @@ func deleteTopology(t *testing.T, u, name string, queues []string) {
 // have applied exactly the expected events, in order (no effect twice, no
 // effect lost, per-key order kept).
 func TestScaleOutSurvivesSIGKILLOfOneOfThreeEngines(t *testing.T) {
-	// The issue asks for 1,000 sagas; the FerretDB dev server cannot carry
-	// three engines at that load on 2 cores, so by default (and in CI) the
-	// test runs 150, which it finishes in about 60s under -race.
-	// SAGAFLOW_SCALEOUT=1 runs the full 1,000 (against a real MongoDB).
-	sagas := 150
-	if os.Getenv("SAGAFLOW_SCALEOUT") == "1" {
-		sagas = 1000
+	// 1,000 sagas, as the issue asks; SAGAFLOW_SCALEOUT_SAGAS changes the
+	// number. The clients keep a bounded number in flight (see below),
+	// because the FerretDB dev server's updates and deletes read whole
+	// collections and slow down to store timeouts under an open-ended load.
+	sagas := 1000
+	if n, err := strconv.Atoi(os.Getenv("SAGAFLOW_SCALEOUT_SAGAS")); err == nil && n > 0 {
+		sagas = n
 	}
 	if testing.Short() {
-		t.Skip("scale-out test: skipped with -short")
+		sagas = 60
 	}
 	amqpU := testenv.RabbitMQ(t)
 	mongoU := testenv.MongoDB(t)
@@ -155,19 +163,26 @@ func TestScaleOutSurvivesSIGKILLOfOneOfThreeEngines(t *testing.T) {
 	}
 	name := "sagaflow-scaleout-" + hex.EncodeToString(b)
 	t.Cleanup(func() {
-		deleteTopology(t, amqpU, name, []string{"sagaflow", orders.InventoryService, orders.PaymentService, orders.ShippingService})
+		deleteTopology(t, amqpU, name, name, orders.InventoryService, orders.PaymentService, orders.ShippingService)
 	})
+	bin := buildDaemon(t)
 
 	const (
 		nodes  = 3
 		victim = 1
 	)
 	killAfter := sagas / 2
-	env := []string{"SAGAFLOW_AMQP_URL=" + amqpU, envScaleAMQPName + "=" + name}
-	children := make([]*childEngine, nodes)
+	children := make([]*daemonProcess, nodes)
 	clients := make([]*client.Client, nodes)
 	for i := range nodes {
-		children[i] = startChild(t, ts, fmt.Sprintf("node%d", i), env...)
+		children[i] = startDaemon(t, bin, fmt.Sprintf("node%d", i),
+			"--name", name,
+			"--amqp-url", amqpU,
+			"--mongo-uri", withDatabase(t, mongoU, ts.mongoDB),
+			"--admin-addr", "127.0.0.1:0",
+			"--partitions", strconv.Itoa(scalePartitions),
+			"--log-level", "warn",
+		)
 		clients[i] = client.New(children[i].url)
 	}
 
@@ -196,9 +211,15 @@ func TestScaleOutSurvivesSIGKILLOfOneOfThreeEngines(t *testing.T) {
 			killed.Store(true)
 		})
 	}
-	// 12 clients start the sagas, saga i first on node i%3; a start that
-	// fails (the node was killed) is retried on the next node, with the
+	// inFlight clients each start a saga and wait for it to finish before
+	// they start the next (a closed loop), so that the store sees a bounded
+	// load however slow it is: saga i goes first to node i%3; a start that
+	// fails (the node was killed) is retried on the next node with the
 	// same saga ID (the idempotency key).
+	inFlight := 16
+	if n, err := strconv.Atoi(os.Getenv("SAGAFLOW_SCALEOUT_INFLIGHT")); err == nil && n > 0 {
+		inFlight = n
+	}
 	began := time.Now()
 	work := make(chan int, sagas)
 	for i := range sagas {
@@ -207,7 +228,16 @@ func TestScaleOutSurvivesSIGKILLOfOneOfThreeEngines(t *testing.T) {
 	close(work)
 	var wg sync.WaitGroup
 	errs := make(chan error, sagas)
-	for range 12 {
+	live := func(try int) *client.Client {
+		for {
+			node := try % nodes
+			if node != victim || !killed.Load() {
+				return clients[node]
+			}
+			try++
+		}
+	}
+	for range inFlight {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -217,12 +247,8 @@ func TestScaleOutSurvivesSIGKILLOfOneOfThreeEngines(t *testing.T) {
 				var err error
 				giveUp := time.Now().Add(2 * time.Minute)
 				for try := 0; ; try++ {
-					node := (i + try) % nodes
-					if node == victim && killed.Load() {
-						continue
-					}
 					sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-					_, err = clients[node].Start(sctx, input(i))
+					_, err = live(i+try).Start(sctx, input(i))
 					cancel()
 					if err == nil || time.Now().After(giveUp) {
 						break
@@ -235,6 +261,9 @@ func TestScaleOutSurvivesSIGKILLOfOneOfThreeEngines(t *testing.T) {
 				}
 				if acked.Add(1) == int64(killAfter) {
 					kill()
+				}
+				if err := waitFinished(ctx, live, id(i), 5*time.Minute); err != nil {
+					errs <- err
 				}
 			}
 		}()
@@ -256,7 +285,7 @@ func TestScaleOutSurvivesSIGKILLOfOneOfThreeEngines(t *testing.T) {
 	// once they are 30s old, and three engines load the dev MongoDB server
 	// (FerretDB on SQLite) heavily, hence the generous bound; a list that
 	// times out is tried again.
-	live := []*client.Client{clients[0], clients[2]}
+	survivors := []*client.Client{clients[0], clients[2]}
 	const wait = 10 * time.Minute
 	killedAt := time.Now()
 	deadline := killedAt.Add(wait)
@@ -265,7 +294,7 @@ func TestScaleOutSurvivesSIGKILLOfOneOfThreeEngines(t *testing.T) {
 		lastLog time.Time
 	)
 	for {
-		c := live[polls%2]
+		c := survivors[polls%2]
 		polls++
 		left, err := c.List(ctx, engine.ListRequest{Status: []workflows.Status{workflows.StatusRunning, workflows.StatusCompensating}, Limit: 1000})
 		if err == nil && len(left.Sagas) == 0 {
@@ -287,10 +316,10 @@ func TestScaleOutSurvivesSIGKILLOfOneOfThreeEngines(t *testing.T) {
 	t.Logf("all %d sagas finished %v after the start", sagas, time.Since(began).Round(time.Millisecond))
 
 	for i := range sagas {
-		s, err := live[i%2].Get(ctx, id(i))
+		s, err := survivors[i%2].Get(ctx, id(i))
 		for try := 0; err != nil && try < 10; try++ {
 			time.Sleep(time.Second)
-			s, err = live[(i+try+1)%2].Get(ctx, id(i))
+			s, err = survivors[(i+try+1)%2].Get(ctx, id(i))
 		}
 		if err != nil {
 			t.Fatalf("get %s: %v", id(i), err)
@@ -325,4 +354,26 @@ func TestScaleOutSurvivesSIGKILLOfOneOfThreeEngines(t *testing.T) {
 		}
 		checkEffects(t, st, id(i), want)
 	}
+}
+
+// waitFinished polls saga id on a live node (live(try) picks one) until it
+// is terminal or needs attention, for at most limit. Errors of single
+// polls (a node that was just killed, a slow store) are retried.
+func waitFinished(ctx context.Context, live func(try int) *client.Client, id string, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	var (
+		last    engine.Saga
+		lastErr error
+	)
+	for try := 0; time.Now().Before(deadline); try++ {
+		gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		s, err := live(try).Get(gctx, id)
+		cancel()
+		if err == nil && (s.Status.Terminal() || s.Status == workflows.StatusNeedsAttention) {
+			return nil
+		}
+		last, lastErr = s, err
+		time.Sleep(250 * time.Millisecond)
+	}
+	return fmt.Errorf("saga %s not finished within %v: last status %q, last error %v", id, limit, last.Status, lastErr)
 }
