@@ -505,4 +505,3 @@ func applyChild[S any](st step[S], s *S, reply any) (err error) {
 	}()
 	return st.child.OnDone(s, end.State)
 }
-
