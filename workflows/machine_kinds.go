@@ -516,3 +516,31 @@ func (r *run) parallelSettle() {
 		in.Step, in.Attempt = step.Next, 0
 	}
 }
+
+// StartedAgain handles a parent's start (message msgID) of a child saga
+// that exists already: the parent resent it, or retried the step after a
+// timeout. The child's end now answers msgID; a child that has ended
+// reports its end again at once. A start from another parent returns
+// ErrStale.
+func StartedAgain(ctx context.Context, wf Workflow, env Env, inst Instance, state any, msgID, parentID string) (Decision, error) {
+	if inst.Parent == nil || inst.Parent.ID != parentID {
+		return Decision{}, fmt.Errorf("saga %s: start by parent %q (message %s): %w", inst.ID, parentID, msgID, ErrStale)
+	}
+	if inst.Parent.ReplyTo == msgID {
+		return Decision{Instance: inst, State: state}, nil
+	}
+	r, err := newRun(ctx, wf, env, inst, state)
+	if err != nil {
+		return Decision{}, err
+	}
+	in := r.inst()
+	in.Parent.ReplyTo = msgID
+	r.record(EventStarted, -1, "started again by the parent: its end answers "+msgID)
+	if in.Status.Terminal() {
+		if err := r.reportEnd(); err != nil {
+			return Decision{}, err
+		}
+	}
+	r.stampMessage(0, msgID)
+	return r.finish()
+}
