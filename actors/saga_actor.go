@@ -97,19 +97,27 @@ func StartSaga(ctx context.Context, deps *Deps, wf workflows.Workflow, id, corre
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidInput, err)
 	}
+	return createSaga(ctx, deps, dec, "")
+}
+
+// createSaga commits a started saga's first version (with handled, the
+// message that asked for it, if any) and asks its actor to take the first
+// step. ErrSagaExists when the ID is taken.
+func createSaga(ctx context.Context, deps *Deps, dec workflows.Decision, handled string) error {
+	id, correlationID := dec.Instance.ID, dec.Instance.CorrelationID
 	resume, err := deps.Registry.New(message.KindCommand, id, &workflows.ResumeSaga{})
 	if err != nil {
 		return err
 	}
 	resume.Destination, resume.Source, resume.SagaID, resume.CorrelationID = deps.SagaQueue, deps.Source, id, correlationID
-	resume.OccurredAt = env.Now
+	resume.OccurredAt = dec.Instance.CreatedAt
 	dec.Send = append(dec.Send, resume)
-	c, err := sagaCommit(deps, dec, 1, "")
+	c, err := sagaCommit(deps, dec, 1, handled)
 	if err != nil {
 		return err
 	}
 	if err := deps.Store.Append(ctx, c); err != nil {
-		if errors.Is(err, store.ErrConcurrency) {
+		if errors.Is(err, store.ErrConcurrency) || errors.Is(err, store.ErrAlreadyHandled) {
 			return fmt.Errorf("start saga %s: %w", id, ErrSagaExists)
 		}
 		return fmt.Errorf("start saga %s: %w", id, err)
@@ -190,6 +198,10 @@ func (s *sagaEntity) handle(ctx context.Context, d transport.Delivery) {
 		s.deps.deadLetter(d, err)
 		return
 	}
+	if env.Kind == message.KindEvent {
+		s.routeEvent(ctx, d, env)
+		return
+	}
 	var lastErr error
 	for attempt := 1; attempt <= s.deps.commitAttempts(); attempt++ {
 		if attempt > 1 && !sleep(ctx, backoff(attempt-1)) {
@@ -197,6 +209,10 @@ func (s *sagaEntity) handle(ctx context.Context, d transport.Delivery) {
 		}
 		if !s.loaded {
 			if lastErr = s.load(ctx); lastErr != nil {
+				if b, ok := body.(*workflows.StartChild); ok && errors.Is(lastErr, store.ErrNotFound) {
+					s.startChild(ctx, d, env, b)
+					return
+				}
 				if errors.Is(lastErr, store.ErrNotFound) || errors.Is(lastErr, errNoWorkflow) {
 					s.deps.deadLetter(d, fmt.Errorf("%s %s for saga %s: %w", env.Kind, env.Type, s.id, lastErr))
 					return
@@ -259,6 +275,13 @@ func (s *sagaEntity) decide(ctx context.Context, env message.Envelope, body any)
 		return workflows.OnSignal(ctx, s.workflw, menv, inst, s.state, env.ID, *b)
 	case *workflows.RetrySaga:
 		return workflows.Retry(ctx, s.workflw, menv, inst, s.state, b.Reason)
+	case *workflows.RoutedEvent:
+		return workflows.OnEvent(ctx, s.workflw, menv, inst, s.state, env.ID, b.Event)
+	case *workflows.CompensateSaga:
+		return workflows.CompensateRequested(ctx, s.workflw, menv, inst, s.state, env.ID, b.Reason)
+	case *workflows.StartChild:
+		// The child exists: the parent resent its start or retried its step.
+		return workflows.StartedAgain(ctx, s.workflw, menv, inst, s.state, env.ID, b.ParentID)
 	}
 	if env.Kind == message.KindReply {
 		return workflows.OnReply(ctx, s.workflw, menv, inst, s.state, env, body)

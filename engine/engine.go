@@ -342,7 +342,7 @@ func (e *Engine) stop(stopWork context.CancelFunc, g *errgroup.Group, gate *drai
 
 // declare makes the saga queue and every aggregate service queue exist.
 func (e *Engine) declare(ctx context.Context) error {
-	queues := []transport.Queue{{Name: e.opts.Name}}
+	queues := []transport.Queue{{Name: e.opts.Name, Events: e.awaitedEvents()}}
 	for service := range e.aggregates {
 		queues = append(queues, transport.Queue{Name: service})
 	}

@@ -50,8 +50,9 @@ func (e *Engine) sagaInfo(ctx context.Context, id string) (store.StreamInfo, err
 }
 
 // SignalSaga sends signal req to saga id, which records it in its history
-// (saga.signal_received). It returns once the signal is sent; a finished
-// saga refuses it with ErrSagaFinished.
+// (saga.signal_received); a step waiting for a signal of that name
+// consumes it and the saga goes on. It returns once the signal is sent; a
+// finished saga refuses it with ErrSagaFinished.
 func (e *Engine) SignalSaga(ctx context.Context, id string, req SignalRequest) error {
 	if req.Name == "" {
 		return fmt.Errorf("%w: field \"name\" is required", ErrInvalidRequest)

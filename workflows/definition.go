@@ -97,7 +97,7 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-// StepKind tells command steps from local steps.
+// StepKind tells the kinds of steps apart.
 type StepKind string
 
 const (
@@ -105,9 +105,26 @@ const (
 	KindCommand StepKind = "command"
 	// KindLocal runs a Go function.
 	KindLocal StepKind = "local"
+	// KindSignal waits for an external signal (sent through the admin API).
+	KindSignal StepKind = "signal"
+	// KindEvent waits for an event correlated to the saga.
+	KindEvent StepKind = "event"
+	// KindDelay waits for a durable timer.
+	KindDelay StepKind = "delay"
+	// KindParallel runs its branches (the steps that follow it) at once.
+	KindParallel StepKind = "parallel"
+	// KindChild starts another workflow as a child saga and waits for it.
+	KindChild StepKind = "child"
+	// KindIf runs one of two step sequences depending on the state.
+	KindIf StepKind = "if"
 )
 
 // StepInfo describes a step for the engine, the admin API and diagrams.
+//
+// The steps of a definition are kept in one flat list: the branches of a
+// Parallel step are the BranchCount steps that follow it, and the steps
+// of an If are laid out after it, its then-steps first. Next, Then and
+// Else are indexes into that list; len(Steps()) means the end of the saga.
 type StepInfo struct {
 	Name              string        `json:"name"`
 	Kind              StepKind      `json:"kind"`
@@ -116,21 +133,45 @@ type StepInfo struct {
 	Retry             RetryPolicy   `json:"retry"`
 	CompensationRetry RetryPolicy   `json:"compensation_retry"`
 	Timeout           time.Duration `json:"timeout"`
+	// Next is the step that runs after this one succeeds (-1 for a
+	// parallel branch, which returns to its Parallel step).
+	Next int `json:"next"`
+	// Signal names the signal a KindSignal step waits for.
+	Signal string `json:"signal,omitempty"`
+	// Event is the message type a KindEvent step waits for.
+	Event string `json:"event,omitempty"`
+	// Delay is how long a KindDelay step waits.
+	Delay time.Duration `json:"delay,omitempty"`
+	// Workflow is the workflow a KindChild step starts.
+	Workflow string `json:"workflow,omitempty"`
+	// Mode says when a KindParallel step is done.
+	Mode ParallelMode `json:"mode,omitempty"`
+	// BranchFrom and BranchCount locate a KindParallel step's branches.
+	BranchFrom  int `json:"branch_from,omitempty"`
+	BranchCount int `json:"branch_count,omitempty"`
+	// Then and Else are the first steps of a KindIf step's two sequences
+	// (the step after the If when a sequence is empty).
+	Then int `json:"then,omitempty"`
+	Else int `json:"else,omitempty"`
 }
 
 type step[S any] struct {
 	info  StepInfo
 	cmd   *CommandStep[S]
 	local *LocalStep[S]
+	wait  *waitStep[S]
+	child *ChildStep[S]
+	cond  func(s *S) bool
 }
 
 // Definition is a typed saga workflow. Build it with New and the step
 // methods; register it with an engine, which validates it.
 type Definition[I, S any] struct {
-	name    string
-	version int
-	init    func(in I) (S, error)
-	steps   []step[S]
+	name     string
+	version  int
+	init     func(in I) (S, error)
+	seq      Seq[S]
+	deadline time.Duration
 }
 
 // New starts a workflow definition called name at version (from 1). init
@@ -141,27 +182,13 @@ func New[I, S any](name string, version int, init func(in I) (S, error)) *Defini
 
 // Send appends a step that sends a command and awaits its reply.
 func (d *Definition[I, S]) Send(name string, c CommandStep[S]) *Definition[I, S] {
-	comp := c.CompensationRetry
-	if comp == (RetryPolicy{}) {
-		comp = DefaultCompensationRetry
-	}
-	d.steps = append(d.steps, step[S]{cmd: &c, info: StepInfo{
-		Name: name, Kind: KindCommand, Service: c.Service, Compensable: c.Compensate != nil,
-		Retry: c.Retry, CompensationRetry: comp, Timeout: orDefault(c.Timeout),
-	}})
+	d.seq.Send(name, c)
 	return d
 }
 
 // Do appends a step that runs a Go function.
 func (d *Definition[I, S]) Do(name string, l LocalStep[S]) *Definition[I, S] {
-	comp := l.CompensationRetry
-	if comp == (RetryPolicy{}) {
-		comp = DefaultCompensationRetry
-	}
-	d.steps = append(d.steps, step[S]{local: &l, info: StepInfo{
-		Name: name, Kind: KindLocal, Compensable: l.Compensate != nil,
-		Retry: l.Retry, CompensationRetry: comp, Timeout: orDefault(l.Timeout),
-	}})
+	d.seq.Do(name, l)
 	return d
 }
 
@@ -180,8 +207,8 @@ func (d *Definition[I, S]) Version() int { return d.version }
 
 // Steps describes the steps in order.
 func (d *Definition[I, S]) Steps() []StepInfo {
-	out := make([]StepInfo, len(d.steps))
-	for i, s := range d.steps {
+	out := make([]StepInfo, len(d.seq.steps))
+	for i, s := range d.seq.steps {
 		out[i] = s.info
 	}
 	return out
@@ -203,11 +230,14 @@ func (d *Definition[I, S]) Validate() error {
 	if d.init == nil {
 		add("no init function turns the input into the initial state")
 	}
-	if len(d.steps) == 0 {
+	if len(d.seq.steps) == 0 {
 		add("no steps")
 	}
-	seen := make(map[string]int, len(d.steps))
-	for i, s := range d.steps {
+	if d.deadline < 0 {
+		add("deadline %v is negative", d.deadline)
+	}
+	seen := make(map[string]int, len(d.seq.steps))
+	for i, s := range d.seq.steps {
 		where := fmt.Sprintf("step %d %q", i+1, s.info.Name)
 		if s.info.Name == "" {
 			add("step %d has no name", i+1)
@@ -216,24 +246,8 @@ func (d *Definition[I, S]) Validate() error {
 		} else {
 			seen[s.info.Name] = i
 		}
-		if s.cmd != nil {
-			if s.cmd.Service == "" {
-				add("%s: command step has no Service to send to", where)
-			}
-			if s.cmd.Command == nil {
-				add("%s: command step has no Command function", where)
-			}
-			if s.cmd.Timeout < 0 {
-				add("%s: timeout %v is negative", where, s.cmd.Timeout)
-			}
-		}
-		if s.local != nil {
-			if s.local.Run == nil {
-				add("%s: local step has no Run function", where)
-			}
-			if s.local.Timeout < 0 {
-				add("%s: timeout %v is negative", where, s.local.Timeout)
-			}
+		for _, e := range d.seq.checkStep(i, d.name) {
+			add("%s: %s", where, e)
 		}
 		if err := s.info.Retry.Validate(); err != nil {
 			add("%s: retry policy: %v", where, err)
@@ -270,6 +284,15 @@ type Workflow interface {
 	// RunLocal runs step i's function (or its compensation). ok is false
 	// when the step has no compensation.
 	RunLocal(ctx context.Context, i int, state any, compensate bool) (ok bool, err error)
+	// DeadlineAfter is the saga-level deadline (0: none).
+	DeadlineAfter() time.Duration
+	// Evaluate runs the condition of KindIf step i.
+	Evaluate(i int, state any) (bool, error)
+	// Receive offers the payload of a signal or event to the waiting step
+	// i; matched is false when the step's predicate refuses it.
+	Receive(i int, state any, payload []byte) (matched bool, err error)
+	// ChildInput builds the workflow name and JSON input of KindChild step i.
+	ChildInput(i int, state any) (workflow string, input []byte, err error)
 }
 
 var _ Workflow = (*Definition[struct{}, struct{}])(nil)
@@ -319,10 +342,10 @@ func (d *Definition[I, S]) state(state any) (*S, error) {
 }
 
 func (d *Definition[I, S]) stepAt(i int) (step[S], error) {
-	if i < 0 || i >= len(d.steps) {
+	if i < 0 || i >= len(d.seq.steps) {
 		return step[S]{}, fmt.Errorf("workflow %q: no step %d", d.name, i)
 	}
-	return d.steps[i], nil
+	return d.seq.steps[i], nil
 }
 
 // Command builds step i's command or compensation.
@@ -378,6 +401,9 @@ func (d *Definition[I, S]) ApplyReply(i int, state any, reply any) (err error) {
 	s, err := d.state(state)
 	if err != nil {
 		return err
+	}
+	if st.child != nil {
+		return applyChild(st, s, reply)
 	}
 	if st.cmd == nil || st.cmd.OnReply == nil {
 		return nil

@@ -135,14 +135,14 @@ func TestStepsDescribeTheDefinition(t *testing.T) {
 	got := wf.Steps()
 	want := []workflows.StepInfo{
 		{Name: "reserve-stock", Kind: workflows.KindCommand, Service: "inventory", Compensable: true,
-			CompensationRetry: workflows.DefaultCompensationRetry, Timeout: 5 * time.Second},
+			CompensationRetry: workflows.DefaultCompensationRetry, Timeout: 5 * time.Second, Next: 1},
 		{Name: "charge-payment", Kind: workflows.KindCommand, Service: "payments", Compensable: true,
-			CompensationRetry: workflows.DefaultCompensationRetry, Timeout: 5 * time.Second},
+			CompensationRetry: workflows.DefaultCompensationRetry, Timeout: 5 * time.Second, Next: 2},
 		{Name: "ship-order", Kind: workflows.KindCommand, Service: "shipping", Compensable: true,
 			Retry: workflows.RetryPolicy{MaxAttempts: 3}, CompensationRetry: workflows.RetryPolicy{MaxAttempts: 2},
-			Timeout: workflows.DefaultStepTimeout},
+			Timeout: workflows.DefaultStepTimeout, Next: 3},
 		{Name: "award-points", Kind: workflows.KindLocal, Compensable: false,
-			CompensationRetry: workflows.DefaultCompensationRetry, Timeout: workflows.DefaultStepTimeout},
+			CompensationRetry: workflows.DefaultCompensationRetry, Timeout: workflows.DefaultStepTimeout, Next: 4},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("Steps() has %d steps, want %d", len(got), len(want))

@@ -49,6 +49,10 @@ const (
 	TimerTimeout TimerPurpose = "timeout"
 	// TimerRetry fires when a failed attempt may be tried again.
 	TimerRetry TimerPurpose = "retry"
+	// TimerDelay fires when a Delay step has waited long enough.
+	TimerDelay TimerPurpose = "delay"
+	// TimerDeadline fires when the saga-level deadline passes.
+	TimerDeadline TimerPurpose = "deadline"
 )
 
 // Instance is the persisted state of one running saga: everything the
@@ -78,6 +82,19 @@ type Instance struct {
 	Done []int `json:"done,omitempty"`
 	// Cancelled is set when an operator cancelled the saga.
 	Cancelled bool `json:"cancelled,omitempty"`
+	// Wait is what the current step waits for (a signal or an event).
+	Wait *Wait `json:"wait,omitempty"`
+	// Branches are the branches of the running Parallel step, each with
+	// its own command in flight, attempt and timer.
+	Branches []BranchState `json:"branches,omitempty"`
+	// DeadlineTimerID and DeadlineDue name the saga-level deadline timer.
+	DeadlineTimerID string    `json:"deadline_timer_id,omitempty"`
+	DeadlineDue     time.Time `json:"deadline_due,omitzero"`
+	// Parent is set on a child saga: where it reports its end.
+	Parent *ParentRef `json:"parent,omitempty"`
+	// Inbox holds signals and events that came before a step waited for
+	// them (at most MaxInbox, oldest dropped first, each recorded).
+	Inbox []Received `json:"inbox,omitempty"`
 	// Error says why the saga is compensating or needs attention.
 	Error     string          `json:"error,omitempty"`
 	Input     json.RawMessage `json:"input,omitempty"`
@@ -178,5 +195,143 @@ func RegisterMessages(r *message.Registry) error {
 	if err := message.Register[CancelSaga](r, TypeCancel); err != nil {
 		return err
 	}
-	return registerOperatorMessages(r)
+	if err := registerOperatorMessages(r); err != nil {
+		return err
+	}
+	return registerKindMessages(r)
+}
+
+// Wait is what a waiting step waits for.
+type Wait struct {
+	// Kind is KindSignal or KindEvent.
+	Kind StepKind `json:"kind"`
+	// Name is the signal's name or the event's type.
+	Name string `json:"name"`
+}
+
+// BranchStatus is where one branch of a Parallel step stands.
+type BranchStatus string
+
+const (
+	// BranchRunning: the branch's command is in flight or waits for a retry.
+	BranchRunning BranchStatus = "running"
+	// BranchSucceeded: the branch's reply came and was applied.
+	BranchSucceeded BranchStatus = "succeeded"
+	// BranchFailed: the branch failed for good (first-wins only; under
+	// All a failure fails the step at once).
+	BranchFailed BranchStatus = "failed"
+	// BranchCompensating: a first-wins loser whose compensation is in
+	// flight or waits for a retry.
+	BranchCompensating BranchStatus = "compensating"
+	// BranchSettled: a first-wins loser with nothing left to do.
+	BranchSettled BranchStatus = "settled"
+)
+
+// BranchState is the live state of one branch of a running Parallel step.
+type BranchState struct {
+	// Step is the branch's step index.
+	Step   int          `json:"step"`
+	Status BranchStatus `json:"status"`
+	// Attempt counts the attempts of the branch's command (or, when
+	// compensating, of its compensation).
+	Attempt int `json:"attempt,omitempty"`
+	// Pending is the branch's command (or compensation) in flight.
+	Pending *message.Envelope `json:"pending,omitempty"`
+	// TimerID, TimerPurpose and TimerDue name the branch's live timer.
+	TimerID      string       `json:"timer_id,omitempty"`
+	TimerPurpose TimerPurpose `json:"timer_purpose,omitempty"`
+	TimerDue     time.Time    `json:"timer_due,omitzero"`
+	// Uncertain: an attempt timed out, so the branch may have been applied.
+	Uncertain bool `json:"uncertain,omitempty"`
+}
+
+// inFlight reports whether the branch still has work to settle.
+func (b BranchState) inFlight() bool {
+	return b.Status == BranchRunning || b.Status == BranchCompensating
+}
+
+// ParentRef ties a child saga to the parent step that waits for it.
+type ParentRef struct {
+	// ID is the parent saga's ID.
+	ID string `json:"id"`
+	// ReplyTo is the ID of the parent's latest message to the child (its
+	// start, or a request to compensate): the child's end answers it.
+	ReplyTo string `json:"reply_to"`
+}
+
+// Received is a signal or event kept until a step waits for it.
+type Received struct {
+	Kind      StepKind        `json:"kind"`
+	Name      string          `json:"name"`
+	MessageID string          `json:"message_id"`
+	Payload   json.RawMessage `json:"payload,omitempty"`
+}
+
+// MaxInbox bounds Instance.Inbox.
+const MaxInbox = 16
+
+// History event names of the step kinds beyond command and local.
+const (
+	EventStepWaiting      = "step.waiting"
+	EventStepAbandoned    = "step.abandoned"
+	EventBranchTaken      = "step.branch_taken"
+	EventSignalBuffered   = "saga.signal_buffered"
+	EventEventReceived    = "saga.event_received"
+	EventEventBuffered    = "saga.event_buffered"
+	EventEventUnmatched   = "saga.event_unmatched"
+	EventInboxDropped     = "saga.inbox_dropped"
+	EventDeadlinePassed   = "saga.deadline_passed"
+	EventCompensateAsked  = "saga.compensate_requested"
+	EventChildEndReported = "saga.end_reported"
+)
+
+// Control messages of child sagas and routed events.
+const (
+	// TypeStartChild starts a child saga (sent by its parent).
+	TypeStartChild = "sagaflow.SagaStartChild.v1"
+	// TypeCompensate asks a child saga to undo itself: a running one is
+	// cancelled, a completed one compensated.
+	TypeCompensate = "sagaflow.SagaCompensate.v1"
+	// TypeChildEnded is the reply a child sends its parent when it ends.
+	TypeChildEnded = "sagaflow.SagaChildEnded.v1"
+	// TypeEvent carries an event the engine routed to a saga.
+	TypeEvent = "sagaflow.SagaEvent.v1"
+)
+
+// StartChild is the payload of TypeStartChild.
+type StartChild struct {
+	Workflow string          `json:"workflow"`
+	Input    json.RawMessage `json:"input,omitempty"`
+	ParentID string          `json:"parent_id"`
+}
+
+// CompensateSaga is the payload of TypeCompensate.
+type CompensateSaga struct {
+	Reason string `json:"reason,omitempty"`
+}
+
+// ChildEnded is the payload of TypeChildEnded.
+type ChildEnded struct {
+	SagaID string          `json:"saga_id"`
+	Status Status          `json:"status"`
+	Error  string          `json:"error,omitempty"`
+	State  json.RawMessage `json:"state,omitempty"`
+}
+
+// RoutedEvent is the payload of TypeEvent: the event as published.
+type RoutedEvent struct {
+	Event message.Envelope `json:"event"`
+}
+
+func registerKindMessages(r *message.Registry) error {
+	if err := message.Register[StartChild](r, TypeStartChild); err != nil {
+		return err
+	}
+	if err := message.Register[CompensateSaga](r, TypeCompensate); err != nil {
+		return err
+	}
+	if err := message.Register[ChildEnded](r, TypeChildEnded); err != nil {
+		return err
+	}
+	return message.Register[RoutedEvent](r, TypeEvent)
 }

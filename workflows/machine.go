@@ -39,8 +39,19 @@ type Env struct {
 
 // Start creates instance id of wf from the JSON input. The instance starts
 // running but takes no step: the caller persists it and then delivers a
-// Resume, so that the first step runs in the saga's own actor.
+// Resume, so that the first step runs in the saga's own actor. A workflow
+// with a deadline gets its deadline timer here.
 func Start(wf Workflow, env Env, id, correlationID string, input []byte) (Decision, error) {
+	return start(wf, env, id, correlationID, input, nil)
+}
+
+// StartAsChild is Start for a child saga: parent says where the child
+// reports its end (a TypeChildEnded reply).
+func StartAsChild(wf Workflow, env Env, id, correlationID string, input []byte, parent ParentRef) (Decision, error) {
+	return start(wf, env, id, correlationID, input, &parent)
+}
+
+func start(wf Workflow, env Env, id, correlationID string, input []byte, parent *ParentRef) (Decision, error) {
 	state, err := wf.NewState(input)
 	if err != nil {
 		return Decision{}, err
@@ -52,9 +63,13 @@ func Start(wf Workflow, env Env, id, correlationID string, input []byte) (Decisi
 	inst := Instance{
 		ID: id, Workflow: wf.Name(), Version: wf.Version(), Status: StatusRunning,
 		CorrelationID: correlationID, Input: append([]byte(nil), input...), State: enc,
-		CreatedAt: env.Now, UpdatedAt: env.Now,
+		CreatedAt: env.Now, UpdatedAt: env.Now, Parent: parent,
 	}
-	return Decision{Instance: inst, State: state, Records: []Record{{Event: EventStarted, At: env.Now}}}, nil
+	r := &run{wf: wf, env: env, steps: wf.Steps(), dec: Decision{Instance: inst, State: state, Records: []Record{{Event: EventStarted, At: env.Now}}}}
+	if d := wf.DeadlineAfter(); d > 0 {
+		r.setTimer(TimerDeadline, env.Now.Add(d), r.deadlineFlight())
+	}
+	return r.dec, nil
 }
 
 // run carries one transition's working data.
@@ -74,14 +89,30 @@ func newRun(ctx context.Context, wf Workflow, env Env, inst Instance, state any)
 		}
 		state = s
 	}
+	// The caller's instance is never written: copy what a transition
+	// changes in place.
 	inst.Done = append([]int(nil), inst.Done...)
+	if inst.Branches != nil {
+		inst.Branches = append([]BranchState(nil), inst.Branches...)
+	}
+	if inst.Inbox != nil {
+		inst.Inbox = append([]Received(nil), inst.Inbox...)
+	}
+	if inst.Parent != nil {
+		p := *inst.Parent
+		inst.Parent = &p
+	}
 	return &run{ctx: ctx, wf: wf, env: env, steps: wf.Steps(), dec: Decision{Instance: inst, State: state}}, nil
 }
 
 func (r *run) inst() *Instance { return &r.dec.Instance }
 
 func (r *run) record(event string, step int, detail string) {
-	rec := Record{Event: event, Attempt: r.inst().Attempt, Detail: detail, At: r.env.Now}
+	r.recordAttempt(event, step, r.inst().Attempt, detail)
+}
+
+func (r *run) recordAttempt(event string, step, attempt int, detail string) {
+	rec := Record{Event: event, Attempt: attempt, Detail: detail, At: r.env.Now}
 	if step >= 0 && step < len(r.steps) {
 		rec.Step = r.steps[step].Name
 	}
@@ -111,11 +142,50 @@ func (r *run) finish() (Decision, error) {
 	return r.dec, nil
 }
 
+// flight is one unit of work that can be in flight: the current step
+// (the instance's own fields), one branch of a Parallel step, or the
+// deadline (a timer only). Every command and timer goes through one.
+type flight struct {
+	step      int
+	branch    int // -1: not a branch
+	pending   **message.Envelope
+	timerID   *string
+	purpose   *TimerPurpose
+	due       *time.Time
+	attempt   *int
+	uncertain *bool
+}
+
+func (r *run) mainFlight() flight {
+	in := r.inst()
+	return flight{step: in.Step, branch: -1, pending: &in.Pending, timerID: &in.TimerID, purpose: &in.TimerPurpose,
+		due: &in.TimerDue, attempt: &in.Attempt, uncertain: &in.Uncertain}
+}
+
+func (r *run) branchFlight(k int) flight {
+	b := &r.inst().Branches[k]
+	return flight{step: b.Step, branch: k, pending: &b.Pending, timerID: &b.TimerID, purpose: &b.TimerPurpose,
+		due: &b.TimerDue, attempt: &b.Attempt, uncertain: &b.Uncertain}
+}
+
+func (r *run) deadlineFlight() flight {
+	in := r.inst()
+	var purpose TimerPurpose
+	return flight{step: -1, branch: -1, timerID: &in.DeadlineTimerID, purpose: &purpose, due: &in.DeadlineDue}
+}
+
+// waiting reports whether the saga waits for something: a reply, a timer,
+// a signal or event, or the branches of a Parallel step.
+func (r *run) waiting() bool {
+	in := r.inst()
+	return in.Pending != nil || in.TimerID != "" || in.Wait != nil || len(in.Branches) > 0
+}
+
 // Resume makes the instance take its next step: after it was created, or
-// after an engine restart. A saga awaiting a reply sends its command again
-// with the same message ID (the participant deduplicates it), and a saga
-// with a live timer sets it again, since its firing may have been lost;
-// both are recorded, so the caller commits them.
+// after an engine restart. A saga awaiting replies sends its commands
+// again with the same message IDs (the participants deduplicate them),
+// and a saga with live timers sets them again, since their firing may
+// have been lost; both are recorded, so the caller commits them.
 func Resume(ctx context.Context, wf Workflow, env Env, inst Instance, state any) (Decision, error) {
 	if inst.Status.Terminal() || inst.Status == StatusNeedsAttention {
 		return Decision{Instance: inst, State: state}, nil
@@ -125,18 +195,30 @@ func Resume(ctx context.Context, wf Workflow, env Env, inst Instance, state any)
 		return Decision{}, err
 	}
 	in := r.inst()
+	// A timer's firing may have been published and lost with the process
+	// (the timer service deletes a timer once it published it). Setting
+	// it again under the same ID is harmless: whichever firing comes
+	// second finds the timer no longer live.
 	if in.TimerID != "" {
-		// The timer's firing may have been published and lost with the
-		// process (the timer service deletes a timer once it published
-		// it). Setting it again under the same ID is harmless: whichever
-		// firing comes second finds the timer no longer live.
-		r.armTimer(in.TimerID, in.TimerPurpose, in.TimerDue)
-		r.record(EventTimerRearmed, in.Step, fmt.Sprintf("%s timer due %s", in.TimerPurpose, in.TimerDue.Format(time.RFC3339Nano)))
+		r.rearm(r.mainFlight(), in.Step, in.TimerPurpose)
+	}
+	for k := range in.Branches {
+		if in.Branches[k].TimerID != "" {
+			r.rearm(r.branchFlight(k), in.Branches[k].Step, in.Branches[k].TimerPurpose)
+		}
+	}
+	if in.DeadlineTimerID != "" {
+		r.rearm(r.deadlineFlight(), -1, TimerDeadline)
 	}
 	if p := in.Pending; p != nil {
 		r.dec.Send = append(r.dec.Send, p.Clone())
 	}
-	if in.Pending == nil && in.TimerID == "" {
+	for _, b := range in.Branches {
+		if b.Pending != nil {
+			r.dec.Send = append(r.dec.Send, b.Pending.Clone())
+		}
+	}
+	if !r.waiting() {
 		if err := r.advance(); err != nil {
 			return Decision{}, err
 		}
@@ -144,24 +226,52 @@ func Resume(ctx context.Context, wf Workflow, env Env, inst Instance, state any)
 	return r.finish()
 }
 
-// OnReply applies the reply to the awaited command. body is the decoded
-// payload (a *message.Failure for a failure reply). A reply to anything
-// else returns ErrStale.
+func (r *run) rearm(f flight, step int, purpose TimerPurpose) {
+	r.armTimer(*f.timerID, purpose, *f.due, f)
+	r.record(EventTimerRearmed, step, fmt.Sprintf("%s timer due %s", purpose, f.due.Format(time.RFC3339Nano)))
+}
+
+// OnReply applies the reply to an awaited command: the current step's or
+// a parallel branch's. body is the decoded payload (a *message.Failure
+// for a failure reply, a *ChildEnded from a child saga). A reply to
+// anything else returns ErrStale.
 func OnReply(ctx context.Context, wf Workflow, env Env, inst Instance, state any, reply message.Envelope, body any) (Decision, error) {
 	if inst.Status.Terminal() {
 		return Decision{}, fmt.Errorf("saga %s: reply %s: %w", inst.ID, reply.ID, ErrTerminal)
 	}
+	branch := -1
 	if inst.Pending == nil || reply.CausationID != inst.Pending.ID {
-		return Decision{}, fmt.Errorf("saga %s: reply %s to command %q: %w", inst.ID, reply.ID, reply.CausationID, ErrStale)
+		for k, b := range inst.Branches {
+			if b.Pending != nil && b.Pending.ID == reply.CausationID {
+				branch = k
+			}
+		}
+		if branch < 0 {
+			return Decision{}, fmt.Errorf("saga %s: reply %s to command %q: %w", inst.ID, reply.ID, reply.CausationID, ErrStale)
+		}
 	}
 	r, err := newRun(ctx, wf, env, inst, state)
 	if err != nil {
 		return Decision{}, err
 	}
+	if branch >= 0 {
+		r.branchReply(branch, body)
+	} else {
+		r.mainReply(body)
+	}
+	r.stampMessage(0, reply.ID)
+	if err := r.advance(); err != nil {
+		return Decision{}, err
+	}
+	return r.finish()
+}
+
+func (r *run) mainReply(body any) {
 	in := r.inst()
 	in.Pending = nil
-	r.clearTimer()
+	r.clearTimer(r.mainFlight())
 	compensating := in.Status == StatusCompensating
+	body = r.childOutcome(in.Step, body, compensating)
 	if f, ok := body.(*message.Failure); ok {
 		if compensating {
 			r.compensationAttemptFailed(errors.New(f.Reason), f.Retryable)
@@ -175,33 +285,63 @@ func OnReply(ctx context.Context, wf Workflow, env Env, inst Instance, state any
 		// The participant did the work; our handling of it failed. Undo it too.
 		r.stepFailed(fmt.Errorf("handle reply: %w", err), true)
 	} else {
-		r.record(EventStepSucceeded, in.Step, "")
-		in.Done = append(in.Done, in.Step)
-		in.Step++
-		in.Attempt = 0
-		in.Uncertain = false
+		r.stepSucceeded()
 	}
-	r.stampMessage(0, reply.ID)
-	if err := r.advance(); err != nil {
-		return Decision{}, err
-	}
-	return r.finish()
 }
 
-// OnTimer handles the firing of timer timerID: a late reply (timeout) or
-// the end of a retry delay. A timer that is no longer live returns ErrStale.
+// stepSucceeded records the current step's success and moves on.
+func (r *run) stepSucceeded() {
+	in := r.inst()
+	r.record(EventStepSucceeded, in.Step, "")
+	in.Done = append(in.Done, in.Step)
+	in.Step = r.steps[in.Step].Next
+	in.Attempt = 0
+	in.Uncertain = false
+}
+
+// OnTimer handles the firing of timer timerID: a late reply (timeout),
+// the end of a retry delay or of a Delay step, a wait that timed out, or
+// the saga's deadline. A timer that is no longer live returns ErrStale.
 func OnTimer(ctx context.Context, wf Workflow, env Env, inst Instance, state any, timerID string) (Decision, error) {
-	if inst.TimerID == "" || inst.TimerID != timerID {
+	branch := -1
+	if timerID == "" {
 		return Decision{}, fmt.Errorf("saga %s: timer %q: %w", inst.ID, timerID, ErrStale)
+	}
+	if inst.TimerID != timerID && inst.DeadlineTimerID != timerID {
+		for k, b := range inst.Branches {
+			if b.TimerID == timerID {
+				branch = k
+			}
+		}
+		if branch < 0 {
+			return Decision{}, fmt.Errorf("saga %s: timer %q: %w", inst.ID, timerID, ErrStale)
+		}
 	}
 	r, err := newRun(ctx, wf, env, inst, state)
 	if err != nil {
 		return Decision{}, err
 	}
 	in := r.inst()
+	switch {
+	case branch >= 0:
+		r.branchTimer(branch)
+	case in.DeadlineTimerID == timerID:
+		r.deadlinePassed()
+	default:
+		r.mainTimer()
+	}
+	if err := r.advance(); err != nil {
+		return Decision{}, err
+	}
+	return r.finish()
+}
+
+func (r *run) mainTimer() {
+	in := r.inst()
 	purpose := in.TimerPurpose
 	in.TimerID, in.TimerPurpose, in.TimerDue = "", "", time.Time{}
-	if purpose == TimerTimeout && in.Pending != nil {
+	switch {
+	case purpose == TimerTimeout && in.Pending != nil:
 		in.Pending = nil
 		timeout := fmt.Errorf("no reply within %v", r.steps[in.Step].Timeout)
 		if in.Status == StatusCompensating {
@@ -210,18 +350,23 @@ func OnTimer(ctx context.Context, wf Workflow, env Env, inst Instance, state any
 			in.Uncertain = true
 			r.attemptFailed(timeout, true, true)
 		}
+	case purpose == TimerTimeout && in.Wait != nil:
+		w := in.Wait
+		in.Wait = nil
+		r.stepFailed(fmt.Errorf("no %s %q within %v", w.Kind, w.Name, r.steps[in.Step].Timeout), false)
+	case purpose == TimerDelay && in.Status == StatusRunning:
+		r.stepSucceeded()
 	}
-	if err := r.advance(); err != nil {
-		return Decision{}, err
-	}
-	return r.finish()
 }
 
 // Cancel stops a running saga and compensates its completed steps in
-// reverse order. A step whose command is in flight, or one of whose
-// attempts timed out, is compensated too, since it may have been applied:
-// compensations must tolerate having nothing to undo. Cancelling a
-// compensating saga marks it cancelled.
+// reverse order. Whatever is in flight is abandoned: a step whose command
+// is in flight, or one of whose attempts timed out, is compensated too,
+// since it may have been applied (compensations must tolerate having
+// nothing to undo), and so are the branches of a Parallel step in flight
+// and a child saga being waited for; a wait or a delay just stops. Late
+// replies to abandoned commands are stale. Cancelling a compensating saga
+// marks it cancelled.
 func Cancel(ctx context.Context, wf Workflow, env Env, inst Instance, state any, reason string) (Decision, error) {
 	if inst.Status.Terminal() || inst.Status == StatusNeedsAttention {
 		return Decision{}, fmt.Errorf("saga %s is %s: %w", inst.ID, inst.Status, ErrTerminal)
@@ -237,13 +382,7 @@ func Cancel(ctx context.Context, wf Workflow, env Env, inst Instance, state any,
 	}
 	r.record(EventCancelRequested, -1, reason)
 	if in.Status == StatusRunning {
-		if (in.Pending != nil || in.Uncertain) && r.steps[in.Step].Compensable {
-			in.Done = append(in.Done, in.Step)
-		}
-		in.Pending = nil
-		r.clearTimer()
-		in.Error = reason
-		r.beginCompensation()
+		r.abort(reason)
 	}
 	if err := r.advance(); err != nil {
 		return Decision{}, err
@@ -251,12 +390,30 @@ func Cancel(ctx context.Context, wf Workflow, env Env, inst Instance, state any,
 	return r.finish()
 }
 
-func (r *run) clearTimer() {
+// abort abandons whatever the running saga has in flight and starts
+// compensating, with reason as the saga's error.
+func (r *run) abort(reason string) {
 	in := r.inst()
-	if in.TimerID != "" {
-		r.dec.CancelTimers = append(r.dec.CancelTimers, in.TimerID)
+	if in.Step < len(r.steps) && (in.Pending != nil || in.Uncertain) && r.steps[in.Step].Compensable {
+		in.Done = append(in.Done, in.Step)
 	}
-	in.TimerID, in.TimerPurpose, in.TimerDue = "", "", time.Time{}
+	in.Pending = nil
+	r.clearTimer(r.mainFlight())
+	if in.Wait != nil {
+		r.record(EventStepAbandoned, in.Step, fmt.Sprintf("waiting for %s %q", in.Wait.Kind, in.Wait.Name))
+		in.Wait = nil
+	}
+	r.abandonBranches("saga stopped")
+	in.Error = reason
+	r.beginCompensation()
+}
+
+// clearTimer cancels f's live timer, if any.
+func (r *run) clearTimer(f flight) {
+	if *f.timerID != "" {
+		r.dec.CancelTimers = append(r.dec.CancelTimers, *f.timerID)
+	}
+	*f.timerID, *f.purpose, *f.due = "", "", time.Time{}
 }
 
 func (r *run) popDone() {
@@ -270,6 +427,8 @@ func (r *run) beginCompensation() {
 	in.Status = StatusCompensating
 	in.Attempt = 0
 	in.Uncertain = false
+	in.Wait = nil
+	r.clearTimer(r.deadlineFlight())
 }
 
 // attemptFailed handles a failed forward attempt: retry it if the policy
@@ -279,7 +438,7 @@ func (r *run) attemptFailed(err error, retryable, unknownOutcome bool) {
 	in := r.inst()
 	step := r.steps[in.Step]
 	if retryable && in.Attempt < step.Retry.attempts() {
-		r.scheduleRetry(step.Retry, err, EventStepRetryScheduled)
+		r.scheduleRetry(step.Retry, err, EventStepRetryScheduled, r.mainFlight())
 		return
 	}
 	r.stepFailed(err, unknownOutcome)
@@ -302,27 +461,32 @@ func (r *run) compensationAttemptFailed(err error, retryable bool) {
 	in := r.inst()
 	step := r.steps[in.Step]
 	if retryable && in.Attempt < step.CompensationRetry.attempts() {
-		r.scheduleRetry(step.CompensationRetry, err, EventCompensationRetry)
+		r.scheduleRetry(step.CompensationRetry, err, EventCompensationRetry, r.mainFlight())
 		return
 	}
-	in.Status = StatusNeedsAttention
-	in.Error = fmt.Sprintf("compensation of step %q failed after %d attempts: %v", step.Name, in.Attempt, err)
-	r.record(EventNeedsAttention, in.Step, in.Error)
+	r.park(fmt.Sprintf("compensation of step %q failed after %d attempts: %v", step.Name, in.Attempt, err), in.Step)
 }
 
-func (r *run) scheduleRetry(p RetryPolicy, cause error, event string) {
+// park stops the saga for an operator.
+func (r *run) park(why string, step int) {
 	in := r.inst()
-	delay := p.Delay(in.Attempt, r.env.Rand())
-	r.setTimer(TimerRetry, r.env.Now.Add(delay))
-	r.record(event, in.Step, fmt.Sprintf("%v; next attempt in %v", cause, delay.Round(time.Millisecond)))
+	in.Status = StatusNeedsAttention
+	in.Error = why
+	r.record(EventNeedsAttention, step, in.Error)
 }
 
-func (r *run) setTimer(purpose TimerPurpose, due time.Time) {
-	r.armTimer(r.env.NewID(), purpose, due)
+func (r *run) scheduleRetry(p RetryPolicy, cause error, event string, f flight) {
+	delay := p.Delay(*f.attempt, r.env.Rand())
+	r.setTimer(TimerRetry, r.env.Now.Add(delay), f)
+	r.recordAttempt(event, f.step, *f.attempt, fmt.Sprintf("%v; next attempt in %v", cause, delay.Round(time.Millisecond)))
 }
 
-// armTimer makes timer id with purpose, due at due, the saga's live timer.
-func (r *run) armTimer(id string, purpose TimerPurpose, due time.Time) {
+func (r *run) setTimer(purpose TimerPurpose, due time.Time, f flight) {
+	r.armTimer(r.env.NewID(), purpose, due, f)
+}
+
+// armTimer makes timer id with purpose, due at due, f's live timer.
+func (r *run) armTimer(id string, purpose TimerPurpose, due time.Time, f flight) {
 	in := r.inst()
 	if due.IsZero() {
 		due = r.env.Now
@@ -339,26 +503,28 @@ func (r *run) armTimer(id string, purpose TimerPurpose, due time.Time) {
 		OccurredAt: r.env.Now, Payload: payload,
 	}
 	r.dec.Timers = append(r.dec.Timers, TimerSpec{ID: id, DueAt: due, Message: msg})
-	in.TimerID, in.TimerPurpose, in.TimerDue = id, purpose, due
+	*f.timerID, *f.purpose, *f.due = id, purpose, due
 }
 
 // maxAdvance bounds the steps one transition may take: each step at most
 // twice (forward and compensation), plus the final one.
 func (r *run) maxAdvance() int { return 2*len(r.steps) + 2 }
 
-// advance takes steps until the saga waits (for a reply or a timer) or ends.
+// advance takes steps until the saga waits (for a reply, a timer, a
+// signal or event, or parallel branches) or ends.
 func (r *run) advance() error {
 	in := r.inst()
 	for range r.maxAdvance() {
-		if in.Pending != nil || in.TimerID != "" {
+		if r.waiting() {
 			return nil
 		}
 		switch in.Status {
 		case StatusRunning:
 			if in.Step >= len(r.steps) {
 				in.Status = StatusCompleted
+				r.clearTimer(r.deadlineFlight())
 				r.record(EventCompleted, -1, "")
-				return nil
+				return r.reportEnd()
 			}
 			if err := r.forward(); err != nil {
 				return err
@@ -372,7 +538,7 @@ func (r *run) advance() error {
 					in.Status = StatusCompensated
 					r.record(EventCompensated, -1, in.Error)
 				}
-				return nil
+				return r.reportEnd()
 			}
 			in.Step = in.Done[len(in.Done)-1]
 			if err := r.compensate(); err != nil {
@@ -385,34 +551,63 @@ func (r *run) advance() error {
 	return fmt.Errorf("saga %s: advance did not settle after %d steps", in.ID, r.maxAdvance())
 }
 
-// forward runs or sends the current step's next attempt.
+// forward runs, sends or starts the current step's next attempt.
 func (r *run) forward() error {
 	in := r.inst()
 	step := r.steps[in.Step]
-	in.Attempt++
-	if step.Kind == KindLocal {
+	switch step.Kind {
+	case KindLocal:
+		in.Attempt++
 		_, err := r.wf.RunLocal(r.ctx, in.Step, r.dec.State, false)
 		if err != nil {
 			r.attemptFailed(err, !IsPermanent(err), false)
 			return nil
 		}
-		r.record(EventStepSucceeded, in.Step, "")
-		in.Done = append(in.Done, in.Step)
-		in.Step++
-		in.Attempt = 0
-		return nil
+		r.stepSucceeded()
+	case KindCommand, KindChild:
+		in.Attempt++
+		var c Cmd
+		var service string
+		var err error
+		if step.Kind == KindChild {
+			c, err = r.childCommand(in.Step, false)
+			service = r.env.Queue
+		} else {
+			c, service, _, err = r.wf.Command(in.Step, r.dec.State, false)
+		}
+		if err != nil {
+			r.stepFailed(err, false)
+			return nil
+		}
+		if err := r.send(c, service, step.Timeout, r.mainFlight()); err != nil {
+			r.stepFailed(err, false)
+			return nil
+		}
+		r.record(EventStepStarted, in.Step, in.Pending.ID)
+		r.dec.Records[len(r.dec.Records)-1].MessageID = in.Pending.ID
+	case KindSignal, KindEvent:
+		r.startWait()
+	case KindDelay:
+		in.Attempt++
+		r.setTimer(TimerDelay, r.env.Now.Add(step.Delay), r.mainFlight())
+		r.record(EventStepWaiting, in.Step, fmt.Sprintf("delay %v", step.Delay))
+	case KindIf:
+		ok, err := r.wf.Evaluate(in.Step, r.dec.State)
+		if err != nil {
+			r.stepFailed(err, false)
+			return nil
+		}
+		branch, next := "then", step.Then
+		if !ok {
+			branch, next = "else", step.Else
+		}
+		r.record(EventBranchTaken, in.Step, branch)
+		in.Step, in.Attempt = next, 0
+	case KindParallel:
+		r.startParallel()
+	default:
+		return fmt.Errorf("saga %s: step %q has unknown kind %q", in.ID, step.Name, step.Kind)
 	}
-	c, service, _, err := r.wf.Command(in.Step, r.dec.State, false)
-	if err != nil {
-		r.stepFailed(err, false)
-		return nil
-	}
-	if err := r.send(c, service, step.Timeout); err != nil {
-		r.stepFailed(err, false)
-		return nil
-	}
-	r.record(EventStepStarted, in.Step, in.Pending.ID)
-	r.dec.Records[len(r.dec.Records)-1].MessageID = in.Pending.ID
 	return nil
 }
 
@@ -435,7 +630,21 @@ func (r *run) compensate() error {
 		}
 		return nil
 	}
-	c, service, ok, err := r.wf.Command(in.Step, r.dec.State, true)
+	if step.Kind != KindCommand && step.Kind != KindChild {
+		r.record(EventCompensationNone, in.Step, "step has no compensation")
+		r.popDone()
+		return nil
+	}
+	var c Cmd
+	var service string
+	var ok bool
+	var err error
+	if step.Kind == KindChild {
+		c, err = r.childCommand(in.Step, true)
+		service, ok = r.env.Queue, true
+	} else {
+		c, service, ok, err = r.wf.Command(in.Step, r.dec.State, true)
+	}
 	if err != nil {
 		r.compensationAttemptFailed(err, false)
 		return nil
@@ -445,7 +654,7 @@ func (r *run) compensate() error {
 		r.popDone()
 		return nil
 	}
-	if err := r.send(c, service, step.Timeout); err != nil {
+	if err := r.send(c, service, step.Timeout, r.mainFlight()); err != nil {
 		r.compensationAttemptFailed(err, false)
 		return nil
 	}
@@ -454,9 +663,9 @@ func (r *run) compensate() error {
 	return nil
 }
 
-// send builds the command envelope, makes it the awaited one and sets its
-// timeout timer.
-func (r *run) send(c Cmd, service string, timeout time.Duration) error {
+// send is the one way a command leaves the saga: it builds the command
+// envelope, makes it f's awaited command and sets f's timeout timer.
+func (r *run) send(c Cmd, service string, timeout time.Duration, f flight) error {
 	in := r.inst()
 	typeName, payload, err := r.env.Encode(c.Body)
 	if err != nil {
@@ -468,8 +677,8 @@ func (r *run) send(c Cmd, service string, timeout time.Duration) error {
 		OccurredAt: r.env.Now, Payload: payload,
 		Headers: map[string]string{message.HeaderReplyTo: r.env.Queue},
 	}
-	in.Pending = &msg
+	*f.pending = &msg
 	r.dec.Send = append(r.dec.Send, msg)
-	r.setTimer(TimerTimeout, r.env.Now.Add(timeout))
+	r.setTimer(TimerTimeout, r.env.Now.Add(timeout), f)
 	return nil
 }

@@ -6,15 +6,18 @@ import (
 )
 
 // Mermaid renders wf as a Mermaid "flowchart TD" diagram: start (labelled
-// with the workflow's name and version), each step
-// in order (labelled with its name, kind and, for a command, its service),
-// completed. Every compensable step has a dashed edge to its compensation
-// node; the compensation nodes are chained in reverse step order and end in
-// "compensated", the order in which a failed saga undoes its work.
+// with the workflow's name and version), each step (labelled with its
+// name, kind and what it talks to or waits for), completed. A conditional
+// step is a decision with a "then" and an "else" edge; a parallel step
+// forks to its branches, which meet again in a join node. Every
+// compensable step has a dashed edge to its compensation node; the
+// compensation nodes are chained in reverse step order and end in
+// "compensated", the order in which a failed saga undoes its work (of a
+// conditional, only the steps of the branch taken are undone).
 //
-// Node IDs are generated (s1, s2, ... for steps, c1, c2, ... for their
-// compensations), never taken from step names, so any name renders safely;
-// names appear only inside quoted labels, escaped.
+// Node IDs are generated (s1, s2, ... for steps, j1, ... for joins, c1,
+// c2, ... for compensations), never taken from step names, so any name
+// renders safely; names appear only inside quoted labels, escaped.
 func Mermaid(wf Workflow) string {
 	steps := wf.Steps()
 	var b strings.Builder
@@ -24,21 +27,47 @@ func Mermaid(wf Workflow) string {
 		b.WriteByte('\n')
 	}
 	b.WriteString("flowchart TD\n")
-	line("start([\"start<br/>%s v%d\"])", mermaidText(wf.Name()), wf.Version())
+	label := fmt.Sprintf("start<br/>%s v%d", mermaidText(wf.Name()), wf.Version())
+	if d := wf.DeadlineAfter(); d > 0 {
+		label += fmt.Sprintf("<br/>deadline %v", d)
+	}
+	line("start([\"%s\"])", label)
 	for i, s := range steps {
-		label := mermaidText(s.Name) + "<br/>" + string(s.Kind)
-		if s.Kind == KindCommand && s.Service != "" {
-			label += ": " + mermaidText(s.Service)
+		switch s.Kind {
+		case KindIf:
+			line("s%d{\"%s<br/>if\"}", i+1, mermaidText(s.Name))
+		case KindParallel:
+			line("s%d[[\"%s<br/>parallel: %s\"]]", i+1, mermaidText(s.Name), s.Mode)
+			line("j%d{{\"join %s\"}}", i+1, mermaidText(s.Name))
+		default:
+			line("s%d[\"%s\"]", i+1, stepLabel(s))
 		}
-		line("s%d[\"%s\"]", i+1, label)
 	}
 	line("completed([\"completed\"])")
-	prev := "start"
-	for i := range steps {
-		line("%s --> s%d", prev, i+1)
-		prev = fmt.Sprintf("s%d", i+1)
+	node := func(i int) string {
+		if i < 0 || i >= len(steps) {
+			return "completed"
+		}
+		return fmt.Sprintf("s%d", i+1)
 	}
-	line("%s --> completed", prev)
+	line("start --> %s", node(0))
+	for i, s := range steps {
+		switch {
+		case s.Next < 0:
+			// a parallel branch: drawn from its parallel step
+		case s.Kind == KindIf:
+			line("s%d -->|then| %s", i+1, node(s.Then))
+			line("s%d -->|else| %s", i+1, node(s.Else))
+		case s.Kind == KindParallel:
+			for k := range s.BranchCount {
+				line("s%d --> s%d", i+1, s.BranchFrom+k+1)
+				line("s%d --> j%d", s.BranchFrom+k+1, i+1)
+			}
+			line("j%d --> %s", i+1, node(s.Next))
+		default:
+			line("s%d --> %s", i+1, node(s.Next))
+		}
+	}
 
 	var comp []int
 	for i, s := range steps {
@@ -61,6 +90,29 @@ func Mermaid(wf Workflow) string {
 	}
 	line("c%d --> compensated", comp[0]+1)
 	return b.String()
+}
+
+// stepLabel is a step node's label: its name, kind and target.
+func stepLabel(s StepInfo) string {
+	label := mermaidText(s.Name) + "<br/>" + string(s.Kind)
+	switch s.Kind {
+	case KindCommand:
+		if s.Service != "" {
+			label += ": " + mermaidText(s.Service)
+		}
+	case KindSignal:
+		label += ": " + mermaidText(s.Signal)
+	case KindEvent:
+		label += ": " + mermaidText(s.Event)
+	case KindChild:
+		label += ": " + mermaidText(s.Workflow)
+	case KindDelay:
+		label = mermaidText(s.Name) + "<br/>delay " + s.Delay.String()
+	}
+	if s.Timeout > 0 && (s.Kind == KindSignal || s.Kind == KindEvent) {
+		label += "<br/>timeout " + s.Timeout.String()
+	}
+	return label
 }
 
 // mermaidText escapes s for a double-quoted Mermaid label: quotes, markup

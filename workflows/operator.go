@@ -46,9 +46,11 @@ func registerOperatorMessages(r *message.Registry) error {
 	return message.Register[RetrySaga](r, TypeRetry)
 }
 
-// OnSignal records signal sig, carried by message msgID, in the history of
-// a saga that has not finished. No step waits for signals yet, so the
-// signal changes nothing else; a finished saga refuses it with ErrTerminal.
+// OnSignal delivers signal sig, carried by message msgID, to a saga that
+// has not finished: a step waiting for that signal consumes it (and the
+// saga goes on); otherwise the signal is recorded, and kept in the inbox
+// when a later step waits for it. A finished saga refuses it with
+// ErrTerminal.
 func OnSignal(ctx context.Context, wf Workflow, env Env, inst Instance, state any, msgID string, sig SignalSaga) (Decision, error) {
 	if inst.Status.Terminal() {
 		return Decision{}, fmt.Errorf("saga %s is %s: signal %q: %w", inst.ID, inst.Status, sig.Name, ErrTerminal)
@@ -57,8 +59,11 @@ func OnSignal(ctx context.Context, wf Workflow, env Env, inst Instance, state an
 	if err != nil {
 		return Decision{}, err
 	}
-	r.record(EventSignalReceived, -1, sig.Name)
+	r.onSignal(msgID, sig)
 	r.stampMessage(0, msgID)
+	if err := r.advance(); err != nil {
+		return Decision{}, err
+	}
 	return r.finish()
 }
 
