@@ -109,4 +109,3 @@ func (s *Store) viewTx(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 	}
 	return s.recovered("key read", func() error { return s.db.View(fn) })
 }
-
