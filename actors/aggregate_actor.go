@@ -37,15 +37,18 @@ type aggregateEntity struct {
 	version uint64 // commits
 	seq     uint64 // events
 	epoch   uint64 // deps.forgetEpoch when loaded (see aggregate_load.go)
+	// subjects whose personal data state holds (see aggregate_load.go).
+	subjects map[string]struct{}
 }
 
 func (a *aggregateEntity) load(ctx context.Context) error {
 	epoch := a.deps.forgetEpoch.Load()
-	state, version, seq, err := LoadAggregate(ctx, a.deps, a.typ, a.id)
+	l, err := LoadAggregateAt(ctx, a.deps, a.typ, a.id, AggregatePoint{})
 	if err != nil {
 		return err
 	}
-	a.state, a.version, a.seq, a.loaded, a.epoch = state, version, seq, true, epoch
+	a.state, a.version, a.seq, a.loaded = l.State, l.Version, l.Seq, true
+	a.epoch, a.subjects = epoch, l.Subjects
 	return nil
 }
 
@@ -88,7 +91,7 @@ func (a *aggregateEntity) handle(ctx context.Context, d transport.Delivery) {
 			a.state = commit.stateAfter
 			a.deps.dispatch(ctx, commit.Outbox)
 			a.deps.ack(d)
-			a.snapshotAfterCommit(ctx, prevSeq, commit.At)
+			a.snapshotAfterCommit(ctx, prevSeq, commit.Commit)
 			return
 		case errors.Is(lastErr, store.ErrAlreadyHandled):
 			a.replayReply(ctx, env)

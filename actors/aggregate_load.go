@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"reflect"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/sagaflow/sagaflow/aggregate"
@@ -18,15 +19,23 @@ import (
 // aggregate's commit is written and opened whenever stored payloads are
 // decoded.
 type Sealer interface {
-	// Seal returns payload, of registered type typeName, with its personal
-	// fields encrypted under their subject's key; subject is the subject
-	// to use when the payload names none (the aggregate ID).
-	Seal(ctx context.Context, typeName string, payload []byte, subject string) ([]byte, error)
-	// Open returns payload with its sealed fields decrypted, or redacted
-	// when their subject was forgotten.
-	Open(ctx context.Context, payload []byte) ([]byte, error)
-	// Personal reports whether Go struct type t has personal fields.
-	Personal(t reflect.Type) bool
+	// Seal encrypts the personal fields of e's payload under their
+	// subject's key, noting in e's headers what it sealed; subject is the
+	// subject to use when the payload names none (the aggregate ID).
+	Seal(ctx context.Context, e *message.Envelope, subject string) error
+	// Open returns e's payload with its sealed fields decrypted, or
+	// redacted when their subject was forgotten; subject names the subject
+	// whose data the payload now holds in the clear ("" when none).
+	Open(ctx context.Context, e message.Envelope) (payload []byte, subject string, err error)
+	// SealedFor returns the subject e was sealed for ("" when none).
+	SealedFor(e message.Envelope) string
+	// SealState encrypts a snapshot's state under the keys of subjects
+	// (sorted, distinct), so that forgetting any of them makes it
+	// unreadable.
+	SealState(ctx context.Context, subjects []string, state []byte) ([]byte, error)
+	// OpenState decrypts a state sealed by SealState; it fails when a
+	// subject was forgotten since.
+	OpenState(ctx context.Context, subjects []string, sealed []byte) ([]byte, error)
 }
 
 // NoteForgotten tells the aggregate actors of this process that a
@@ -44,11 +53,9 @@ func (d *Deps) seal(ctx context.Context, subject string, c *store.Commit) error 
 	}
 	for _, list := range [][]message.Envelope{c.Events, c.Outbox} {
 		for i := range list {
-			sealed, err := d.Sealer.Seal(ctx, list[i].Type, list[i].Payload, subject)
-			if err != nil {
+			if err := d.Sealer.Seal(ctx, &list[i], subject); err != nil {
 				return fmt.Errorf("seal %s of %s v%d: %w", list[i].Type, c.Stream, c.Version, err)
 			}
-			list[i].Payload = sealed
 		}
 	}
 	return nil
@@ -57,14 +64,20 @@ func (d *Deps) seal(ctx context.Context, subject string, c *store.Commit) error 
 // decode opens e's payload (when a Sealer is set) and decodes it by its
 // type, upcasting an older schema version (see message.Upcast).
 func (d *Deps) decode(ctx context.Context, e message.Envelope) (any, error) {
+	v, _, err := d.decodeSealed(ctx, e)
+	return v, err
+}
+
+// decodeSealed is decode that also returns the subject whose personal
+// data the decoded value holds ("" when none).
+func (d *Deps) decodeSealed(ctx context.Context, e message.Envelope) (v any, subject string, err error) {
 	if d.Sealer != nil {
-		opened, err := d.Sealer.Open(ctx, e.Payload)
-		if err != nil {
-			return nil, fmt.Errorf("message %q: %w", e.ID, err)
+		if e.Payload, subject, err = d.Sealer.Open(ctx, e); err != nil {
+			return nil, "", fmt.Errorf("message %q: %w", e.ID, err)
 		}
-		e.Payload = opened
 	}
-	return d.Registry.DecodeEnvelope(e)
+	v, err = d.Registry.DecodeEnvelope(e)
+	return v, subject, err
 }
 
 // AggregatePoint names a point in an aggregate's history. The zero value
@@ -91,6 +104,9 @@ type LoadedAggregate struct {
 	SnapshotVersion uint64
 	// EventsRead counts the events the load decoded and applied.
 	EventsRead int
+	// Subjects are the data subjects whose personal data State holds
+	// (see package shred); a snapshot of State is sealed under them.
+	Subjects map[string]struct{}
 }
 
 // LoadAggregate folds the stream of aggregate id into its state and
@@ -106,9 +122,12 @@ func LoadAggregate(ctx context.Context, deps *Deps, t aggregate.Type, id string)
 // then the commits after it up to p.
 func LoadAggregateAt(ctx context.Context, deps *Deps, t aggregate.Type, id string, p AggregatePoint) (LoadedAggregate, error) {
 	stream := AggregateStream(t.Name(), id)
-	l := LoadedAggregate{State: t.Initial(id)}
-	if snap, ok := deps.loadSnapshot(ctx, t, stream); ok && snap.fits(p) {
+	l := LoadedAggregate{State: t.Initial(id), Subjects: map[string]struct{}{}}
+	if snap, ok := deps.loadSnapshot(ctx, t, stream, p); ok {
 		l.State, l.Version, l.Seq, l.At, l.SnapshotVersion = snap.state, snap.Version, snap.Seq, snap.CommitAt, snap.Version
+		for _, s := range snap.Subjects {
+			l.Subjects[s] = struct{}{}
+		}
 	}
 	commits, err := deps.Store.Load(ctx, stream, l.Version+1)
 	if err != nil {
@@ -119,7 +138,10 @@ func LoadAggregateAt(ctx context.Context, deps *Deps, t aggregate.Type, id strin
 			break
 		}
 		for _, e := range c.Events {
-			ev, err := deps.decode(ctx, e)
+			ev, subject, err := deps.decodeSealed(ctx, e)
+			if subject != "" {
+				l.Subjects[subject] = struct{}{}
+			}
 			if err != nil {
 				return LoadedAggregate{}, fmt.Errorf("load %s v%d: %w", stream, c.Version, err)
 			}
@@ -140,10 +162,14 @@ type aggregateSnapshot struct {
 	Schema string `json:"schema"`
 	// Version and Seq are the commit version and event sequence the state
 	// includes; CommitAt is when commit Version was made.
-	Version  uint64          `json:"version"`
-	Seq      uint64          `json:"seq"`
-	CommitAt time.Time       `json:"commit_at"`
-	State    json.RawMessage `json:"state"`
+	Version  uint64    `json:"version"`
+	Seq      uint64    `json:"seq"`
+	CommitAt time.Time `json:"commit_at"`
+	// State is the encoded state, or, when the state holds personal data,
+	// empty: SealedState is then the state sealed under Subjects' keys.
+	State       json.RawMessage `json:"state,omitempty"`
+	Subjects    []string        `json:"subjects,omitempty"`
+	SealedState []byte          `json:"sealed_state,omitempty"`
 
 	state any // decoded State
 }
@@ -153,30 +179,27 @@ func (s aggregateSnapshot) fits(p AggregatePoint) bool {
 	return (p.Version == 0 || s.Version <= p.Version) && (p.At.IsZero() || !s.CommitAt.After(p.At))
 }
 
-// snapshotting returns t's snapshot settings when it takes snapshots. An
-// aggregate whose events carry personal fields takes none while a Sealer
-// is set: a snapshot would keep the personal data in the clear after its
-// subject is forgotten.
+// snapshotting returns t's snapshot settings when it takes snapshots.
 func (d *Deps) snapshotting(t aggregate.Type) (aggregate.Snapshotting, bool) {
 	s, ok := t.(aggregate.Snapshotting)
 	if !ok || s.SnapshotInterval() < 1 {
 		return nil, false
 	}
-	if d.Sealer != nil {
-		for _, et := range t.Events() {
-			if d.Sealer.Personal(et) {
-				return nil, false
-			}
-		}
-	}
 	return s, true
 }
+
+// maxSnapshotSubjects bounds the data subjects whose personal data a
+// snapshot may hold: a state folded from the data of more subjects is
+// not snapshotted (opening it would read that many keys).
+const maxSnapshotSubjects = 100
 
 // loadSnapshot returns the stream's snapshot when there is one that fits
 // t's state. A snapshot that cannot be read or was taken of another shape
 // of the state is logged and not used: the caller replays the stream, so
 // a changed state type costs time, never a wrong state.
-func (d *Deps) loadSnapshot(ctx context.Context, t aggregate.Type, stream string) (aggregateSnapshot, bool) {
+// A snapshot after point p is not used either, nor one sealed under a
+// subject forgotten since (the replay then reads its fields redacted).
+func (d *Deps) loadSnapshot(ctx context.Context, t aggregate.Type, stream string, p AggregatePoint) (aggregateSnapshot, bool) {
 	s, ok := d.snapshotting(t)
 	if !ok {
 		return aggregateSnapshot{}, false
@@ -203,7 +226,21 @@ func (d *Deps) loadSnapshot(ctx context.Context, t aggregate.Type, stream string
 		d.Logger.Warn("snapshot inconsistent; replaying the stream", "stream", stream, "version", raw.Version, "state_version", snap.Version)
 		return aggregateSnapshot{}, false
 	}
-	if snap.state, err = s.DecodeState(snap.State); err != nil {
+	if !snap.fits(p) {
+		return aggregateSnapshot{}, false
+	}
+	state := []byte(snap.State)
+	if len(snap.Subjects) > 0 {
+		if d.Sealer == nil {
+			d.Logger.Warn("snapshot sealed but no sealer set; replaying the stream", "stream", stream, "version", raw.Version)
+			return aggregateSnapshot{}, false
+		}
+		if state, err = d.Sealer.OpenState(ctx, snap.Subjects, snap.SealedState); err != nil {
+			d.Logger.Info("sealed snapshot does not open; replaying the stream", "stream", stream, "version", raw.Version, "err", err)
+			return aggregateSnapshot{}, false
+		}
+	}
+	if snap.state, err = s.DecodeState(state); err != nil {
 		d.Logger.Info("snapshot does not fit the state type; replaying the stream", "stream", stream, "version", raw.Version, "err", err)
 		return aggregateSnapshot{}, false
 	}
@@ -213,16 +250,30 @@ func (d *Deps) loadSnapshot(ctx context.Context, t aggregate.Type, stream string
 // snapshotAfterCommit saves a snapshot when the commit just made took the
 // event count across a multiple of the type's interval. Snapshots are
 // derived data: a failure is logged and only makes later loads longer.
-func (a *aggregateEntity) snapshotAfterCommit(ctx context.Context, prevSeq uint64, commitAt time.Time) {
+func (a *aggregateEntity) snapshotAfterCommit(ctx context.Context, prevSeq uint64, c store.Commit) {
 	s, ok := a.deps.snapshotting(a.typ)
 	if !ok {
 		return
+	}
+	if a.deps.Sealer != nil {
+		for _, e := range c.Events {
+			if subject := a.deps.Sealer.SealedFor(e); subject != "" {
+				if a.subjects == nil {
+					a.subjects = map[string]struct{}{}
+				}
+				a.subjects[subject] = struct{}{}
+			}
+		}
 	}
 	n := uint64(s.SnapshotInterval())
 	if a.seq/n == prevSeq/n {
 		return
 	}
-	if err := a.saveSnapshot(ctx, s, commitAt); err != nil {
+	if len(a.subjects) > maxSnapshotSubjects {
+		a.deps.Logger.Debug("no snapshot: the state holds personal data of too many subjects", "stream", a.stream, "subjects", len(a.subjects))
+		return
+	}
+	if err := a.saveSnapshot(ctx, s, c.At); err != nil {
 		a.deps.Logger.Warn("snapshot not saved; loads replay further", "stream", a.stream, "version", a.version, "err", err)
 	}
 }
@@ -232,7 +283,18 @@ func (a *aggregateEntity) saveSnapshot(ctx context.Context, s aggregate.Snapshot
 	if err != nil {
 		return err
 	}
-	data, err := json.Marshal(aggregateSnapshot{Schema: s.StateSchema(), Version: a.version, Seq: a.seq, CommitAt: commitAt, State: state})
+	snap := aggregateSnapshot{Schema: s.StateSchema(), Version: a.version, Seq: a.seq, CommitAt: commitAt, State: state}
+	if len(a.subjects) > 0 {
+		if a.deps.Sealer == nil {
+			return errors.New("the state holds personal data and no sealer is set")
+		}
+		snap.Subjects = slices.Sorted(maps.Keys(a.subjects))
+		if snap.SealedState, err = a.deps.Sealer.SealState(ctx, snap.Subjects, state); err != nil {
+			return err
+		}
+		snap.State = nil
+	}
+	data, err := json.Marshal(snap)
 	if err != nil {
 		return fmt.Errorf("encode snapshot: %w", err)
 	}
