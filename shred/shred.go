@@ -483,4 +483,3 @@ func encode(m map[string]json.RawMessage) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
-
