@@ -36,39 +36,19 @@ type aggregateEntity struct {
 	state   any
 	version uint64 // commits
 	seq     uint64 // events
-}
-
-// LoadAggregate folds the stream of aggregate id into its state and
-// returns it with the stream's commit version and event sequence.
-func LoadAggregate(ctx context.Context, deps *Deps, t aggregate.Type, id string) (state any, version, seq uint64, err error) {
-	stream := AggregateStream(t.Name(), id)
-	commits, err := deps.Store.Load(ctx, stream, 1)
-	if err != nil {
-		return nil, 0, 0, fmt.Errorf("load %s: %w", stream, err)
-	}
-	state = t.Initial(id)
-	for _, c := range commits {
-		for _, e := range c.Events {
-			ev, err := deps.Registry.DecodeEnvelope(e)
-			if err != nil {
-				return nil, 0, 0, fmt.Errorf("load %s v%d: %w", stream, c.Version, err)
-			}
-			if state, err = t.Apply(state, ev); err != nil {
-				return nil, 0, 0, fmt.Errorf("load %s v%d: %w", stream, c.Version, err)
-			}
-			seq = e.Sequence
-		}
-		version = c.Version
-	}
-	return state, version, seq, nil
+	epoch   uint64 // deps.forgetEpoch when loaded (see aggregate_load.go)
+	// subjects whose personal data state holds (see aggregate_load.go).
+	subjects map[string]struct{}
 }
 
 func (a *aggregateEntity) load(ctx context.Context) error {
-	state, version, seq, err := LoadAggregate(ctx, a.deps, a.typ, a.id)
+	epoch := a.deps.forgetEpoch.Load()
+	l, err := LoadAggregateAt(ctx, a.deps, a.typ, a.id, AggregatePoint{})
 	if err != nil {
 		return err
 	}
-	a.state, a.version, a.seq, a.loaded = state, version, seq, true
+	a.state, a.version, a.seq, a.loaded = l.State, l.Version, l.Seq, true
+	a.epoch, a.subjects = epoch, l.Subjects
 	return nil
 }
 
@@ -88,7 +68,7 @@ func (a *aggregateEntity) handle(ctx context.Context, d transport.Delivery) {
 		if attempt > 1 && !sleep(ctx, backoff(attempt-1)) {
 			break
 		}
-		if !a.loaded {
+		if !a.loaded || a.forgotten() {
 			if lastErr = a.load(ctx); lastErr != nil {
 				continue
 			}
@@ -100,13 +80,18 @@ func (a *aggregateEntity) handle(ctx context.Context, d transport.Delivery) {
 			a.deps.deadLetter(d, err)
 			return
 		}
+		if lastErr = a.deps.seal(ctx, a.id, &commit.Commit); lastErr != nil {
+			continue
+		}
 		lastErr = a.deps.Store.Append(ctx, commit.Commit)
 		switch {
 		case lastErr == nil:
+			prevSeq := a.seq
 			a.version, a.seq = commit.Version, a.seq+uint64(len(events))
 			a.state = commit.stateAfter
 			a.deps.dispatch(ctx, commit.Outbox)
 			a.deps.ack(d)
+			a.snapshotAfterCommit(ctx, prevSeq, commit.Commit)
 			return
 		case errors.Is(lastErr, store.ErrAlreadyHandled):
 			a.replayReply(ctx, env)

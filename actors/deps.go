@@ -42,6 +42,14 @@ type Deps struct {
 	RetryDelay, MaxRetryDelay time.Duration
 	// SettleTimeout bounds acks, requeues and publishes (default 10s).
 	SettleTimeout time.Duration
+	// Sealer, when set, encrypts the personal fields of the payloads
+	// aggregates store and decrypts them when they are read (see
+	// package shred and aggregate_load.go).
+	Sealer Sealer
+
+	// forgetEpoch counts Forget calls in this process: an aggregate actor
+	// loaded before the latest one reloads before its next command.
+	forgetEpoch atomic.Uint64
 
 	// wake is the timer service's wake-up, told of each timer this
 	// process commits (see TimerService).

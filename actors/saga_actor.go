@@ -193,8 +193,13 @@ var errNoWorkflow = errors.New("no workflow")
 
 func (s *sagaEntity) handle(ctx context.Context, d transport.Delivery) {
 	env := d.Envelope()
-	body, err := s.deps.Registry.DecodeEnvelope(env)
+	body, err := s.deps.decode(ctx, env)
 	if err != nil {
+		if !errors.Is(err, message.ErrUnknownType) && !errors.Is(err, message.ErrMalformed) {
+			// The key store did not answer (a sealed reply): try later.
+			s.deps.retryLater(d, err)
+			return
+		}
 		s.deps.deadLetter(d, err)
 		return
 	}

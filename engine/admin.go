@@ -58,6 +58,9 @@ type StartResponse struct {
 //	POST /v1/dead-letters/replay     replay ({"ids": [...]}, at most 1000) -> DeadLetterResult
 //	POST /v1/dead-letters/discard    discard ({"ids": [...]}) -> DeadLetterResult
 //	POST /v1/dead-letters/{id}/replay, /v1/dead-letters/{id}/discard: one letter -> DeadLetterResult (404 when missing)
+//	GET  /v1/aggregates/{service}/{id}  an aggregate's state -> AggregateView; query: version (a commit)
+//	                                 or at (RFC 3339), not both (default: the latest)
+//	POST /v1/subjects/{id}/forget    forget a data subject (crypto-shredding) -> ForgetResponse
 //	GET  /v1/workflows               registered workflows with steps and Mermaid -> WorkflowsResponse
 //	GET  /v1/workflows/{name}        one (query: version, default the latest) -> WorkflowInfo
 //	GET  /healthz                    the process is up
@@ -65,7 +68,8 @@ type StartResponse struct {
 //
 // Errors are JSON APIError bodies: 400 for malformed requests (bodies over
 // MaxRequestBody, unknown fields or query parameters, bad values), 401
-// without the token, 404 for unknown sagas, workflows or dead letters, 409
+// without the token, 404 for unknown sagas, workflows, dead letters or
+// aggregates (or an aggregate version or time that does not exist), 409
 // for a saga in the wrong status, 503 when not running or stopping.
 //
 // Handlers added with HandleAdmin are mounted on the same mux. When
@@ -87,6 +91,7 @@ func (e *Engine) AdminHandler() http.Handler {
 	mux.HandleFunc("POST /v1/sagas/{id}/signal", e.handleSignal)
 	mux.HandleFunc("POST /v1/sagas/{id}/retry", e.handleRetry)
 	e.deadLetterRoutes(mux)
+	e.eventSourcingRoutes(mux)
 	mux.HandleFunc("GET /v1/workflows", e.handleWorkflows)
 	mux.HandleFunc("GET /v1/workflows/{name}", e.handleWorkflow)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -94,7 +99,7 @@ func (e *Engine) AdminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", e.handleReady)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, fmt.Errorf("no route %s %s; the API is under /v1/sagas, /v1/dead-letters and /v1/workflows (see the engine package's AdminHandler), plus /healthz and /readyz", r.Method, r.URL.Path))
+		writeError(w, http.StatusNotFound, fmt.Errorf("no route %s %s; the API is under /v1/sagas, /v1/dead-letters, /v1/aggregates, /v1/subjects and /v1/workflows (see the engine package's AdminHandler), plus /healthz and /readyz", r.Method, r.URL.Path))
 	})
 	return requireToken(e.opts.AdminToken, mux)
 }
@@ -133,7 +138,7 @@ func (e *Engine) HandleAdmin(pattern string, h http.Handler) {
 		for _, m := range e.adminMounts {
 			scratch.Handle(m.pattern, m.handler)
 		}
-		for _, p := range append(builtinAdminPatterns, deadLetterPatterns...) {
+		for _, p := range append(append(builtinAdminPatterns, deadLetterPatterns...), eventSourcingPatterns...) {
 			scratch.Handle(p, http.NotFoundHandler())
 		}
 		scratch.Handle(pattern, h)
@@ -378,7 +383,8 @@ func statusOf(err error) int {
 	switch {
 	case errors.Is(err, ErrInvalidRequest):
 		return http.StatusBadRequest
-	case errors.Is(err, ErrSagaNotFound), errors.Is(err, ErrUnknownWorkflow), errors.Is(err, ErrDeadLetterNotFound):
+	case errors.Is(err, ErrSagaNotFound), errors.Is(err, ErrUnknownWorkflow), errors.Is(err, ErrDeadLetterNotFound),
+		errors.Is(err, ErrAggregateNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, ErrSagaFinished), errors.Is(err, ErrNotParked):
 		return http.StatusConflict

@@ -19,6 +19,7 @@ import (
 	"github.com/sagaflow/sagaflow/actors"
 	"github.com/sagaflow/sagaflow/aggregate"
 	"github.com/sagaflow/sagaflow/message"
+	"github.com/sagaflow/sagaflow/shred"
 	"github.com/sagaflow/sagaflow/store"
 	"github.com/sagaflow/sagaflow/store/embedded"
 	"github.com/sagaflow/sagaflow/transport"
@@ -142,6 +143,11 @@ func (e *Engine) registerOne(it any) error {
 				return fmt.Errorf("aggregate %q: %w; register it with engine.Message first", v.Name(), err)
 			}
 		}
+		for _, t := range v.Events() {
+			if err := shred.Check(t); err != nil {
+				return fmt.Errorf("aggregate %q: %w", v.Name(), err)
+			}
+		}
 		e.aggregates[v.Service()] = v
 		return nil
 	default:
@@ -236,6 +242,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		Store: st, Transport: gate, Registry: e.registry, Logger: e.logger, Now: o.Now,
 		SagaQueue: o.Name, Source: o.Name, Workflows: e.workflow,
 		RetryDelay: o.RetryDelay, MaxRetryDelay: o.MaxRetryDelay,
+		Sealer: shred.New(st, e.registry, shred.WithLogger(e.logger), shred.WithClock(o.Now)),
 	}
 	if err := e.declare(ctx); err != nil {
 		return err

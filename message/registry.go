@@ -16,6 +16,9 @@ type Registry struct {
 	mu     sync.RWMutex
 	byName map[string]reflect.Type
 	byType map[reflect.Type]string
+	// upcasters: type name without version -> from version -> upcaster
+	// (see Upcast).
+	upcasters map[string]map[int]UpcastFunc
 }
 
 // NewRegistry returns an empty registry using codec (JSON when nil).
@@ -122,7 +125,10 @@ func (r *Registry) Encode(v any) (typeName string, payload []byte, err error) {
 }
 
 // Decode decodes payload as the type registered under typeName and returns
-// a pointer to a new value of that type. An unknown name wraps
+// a pointer to a new value of that type. A name that is not registered but
+// is an older schema version of a registered type is first upcast through
+// the upcasters registered with Upcast, and decodes as the registered
+// version. An unknown name (or an old version with no upcaster) wraps
 // ErrUnknownType; bytes that do not decode wrap ErrMalformed; both errors
 // name the type.
 func (r *Registry) Decode(typeName string, payload []byte) (any, error) {
@@ -130,7 +136,10 @@ func (r *Registry) Decode(typeName string, payload []byte) (any, error) {
 	t, ok := r.byName[typeName]
 	r.mu.RUnlock()
 	if !ok {
-		return nil, fmt.Errorf("%w: %q is not registered", ErrUnknownType, typeName)
+		var err error
+		if typeName, t, payload, err = r.upcast(typeName, payload); err != nil {
+			return nil, err
+		}
 	}
 	v := reflect.New(t).Interface()
 	if err := r.codec.Unmarshal(payload, v); err != nil {

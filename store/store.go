@@ -196,6 +196,7 @@ type Store interface {
 	Outbox
 	Timers
 	Snapshots
+	Keys
 	// Ping checks the store can serve requests (for readiness).
 	Ping(ctx context.Context) error
 	// Close releases the store; pending writes are finished or failed.

@@ -32,7 +32,23 @@ type mutant struct {
 	markDispatch  func(ctx context.Context, ids ...string) error
 	dueTimers     func(ctx context.Context, now time.Time, limit int) ([]store.Timer, error)
 	saveSnapshot  func(ctx context.Context, snap store.Snapshot) error
+	createKey     func(ctx context.Context, k store.SubjectKey) (store.SubjectKey, error)
+	deleteKey     func(ctx context.Context, subject string) error
 	forgetOnClose bool
+}
+
+func (m *mutant) CreateKey(ctx context.Context, k store.SubjectKey) (store.SubjectKey, error) {
+	if m.createKey != nil {
+		return m.createKey(ctx, k)
+	}
+	return m.Store.CreateKey(ctx, k)
+}
+
+func (m *mutant) DeleteKey(ctx context.Context, subject string) error {
+	if m.deleteKey != nil {
+		return m.deleteKey(ctx, subject)
+	}
+	return m.Store.DeleteKey(ctx, subject)
 }
 
 func (m *mutant) Append(ctx context.Context, c store.Commit) error {
@@ -222,6 +238,19 @@ var mutants = map[string]struct {
 		}
 	}},
 	"ForgetsOnReopen": {"Durability", func(m *mutant) { m.forgetOnClose = true }},
+	"DeleteKeyDoesNothing": {"Keys", func(m *mutant) {
+		m.deleteKey = func(ctx context.Context, subject string) error { return nil }
+	}},
+	"CreateKeyOverwrites": {"Keys", func(m *mutant) {
+		// A second key replaces the first: data sealed under the first
+		// would no longer open.
+		m.createKey = func(ctx context.Context, k store.SubjectKey) (store.SubjectKey, error) {
+			if err := m.Store.DeleteKey(ctx, k.Subject); err != nil {
+				return store.SubjectKey{}, err
+			}
+			return m.Store.CreateKey(ctx, k)
+		}
+	}},
 }
 
 // mutantEnv names the mutant a child process runs.

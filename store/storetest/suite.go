@@ -50,6 +50,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store, f Features) {
 		{"Timers", s.testTimers},
 		{"InfoAndList", s.testInfoAndList},
 		{"Snapshots", s.testSnapshots},
+		{"Keys", s.testKeys},
 		{"ConcurrentStreams", s.testConcurrentStreams},
 		{"Context", s.testContext},
 		{"Closed", s.testClosed},
