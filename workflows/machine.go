@@ -35,6 +35,8 @@ type Env struct {
 	Queue string
 	// Source names the sender of commands.
 	Source string
+	// CircuitOpen, when set, is asked before each command is sent: while the circuit to service is open the step pauses until retryAt without using up an attempt.
+	CircuitOpen func(service string) (retryAt time.Time, open bool)
 }
 
 // Start creates instance id of wf from the JSON input. The instance starts
@@ -407,7 +409,9 @@ func (r *run) forward() error {
 		r.stepFailed(err, false)
 		return nil
 	}
-	if err := r.send(c, service, step.Timeout); err != nil {
+	if err := r.send(c, service, step.Timeout); errors.Is(err, errPaused) {
+		return nil
+	} else if err != nil {
 		r.stepFailed(err, false)
 		return nil
 	}
@@ -445,7 +449,9 @@ func (r *run) compensate() error {
 		r.popDone()
 		return nil
 	}
-	if err := r.send(c, service, step.Timeout); err != nil {
+	if err := r.send(c, service, step.Timeout); errors.Is(err, errPaused) {
+		return nil
+	} else if err != nil {
 		r.compensationAttemptFailed(err, false)
 		return nil
 	}
@@ -455,8 +461,12 @@ func (r *run) compensate() error {
 }
 
 // send builds the command envelope, makes it the awaited one and sets its
-// timeout timer.
+// timeout timer; while the circuit to service is open it pauses instead
+// and returns errPaused.
 func (r *run) send(c Cmd, service string, timeout time.Duration) error {
+	if r.pauseIfOpen(service) {
+		return errPaused
+	}
 	in := r.inst()
 	typeName, payload, err := r.env.Encode(c.Body)
 	if err != nil {
