@@ -42,6 +42,9 @@ type Deps struct {
 	RetryDelay, MaxRetryDelay time.Duration
 	// SettleTimeout bounds acks, requeues and publishes (default 10s).
 	SettleTimeout time.Duration
+	// Breakers, when set, hold sagas back from services whose circuit is
+	// open (see Breakers).
+	Breakers *Breakers
 
 	// wake is the timer service's wake-up, told of each timer this
 	// process commits (see TimerService).

@@ -120,10 +120,14 @@ func StartSaga(ctx context.Context, deps *Deps, wf workflows.Workflow, id, corre
 }
 
 func (d *Deps) machineEnv() workflows.Env {
-	return workflows.Env{
+	env := workflows.Env{
 		Now: d.now(), NewID: message.NewID, Rand: rand.Float64,
 		Encode: d.Registry.Encode, Queue: d.SagaQueue, Source: d.Source,
 	}
+	if d.Breakers != nil {
+		env.CircuitOpen = d.circuitOpen
+	}
+	return env
 }
 
 // sagaCommit turns a decision into the saga's commit at version.
@@ -227,6 +231,7 @@ func (s *sagaEntity) handle(ctx context.Context, d transport.Delivery) {
 		lastErr = s.deps.Store.Append(ctx, c)
 		switch {
 		case lastErr == nil:
+			s.deps.observe(s.snap.Instance, env, body)
 			s.snap.Instance, s.snap.Version, s.state = dec.Instance, c.Version, dec.State
 			s.snap.Handled[env.ID] = struct{}{}
 			s.snap.History = nil // kept only when loaded; not needed to decide

@@ -235,7 +235,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	e.deps = &actors.Deps{
 		Store: st, Transport: gate, Registry: e.registry, Logger: e.logger, Now: o.Now,
 		SagaQueue: o.Name, Source: o.Name, Workflows: e.workflow,
-		RetryDelay: o.RetryDelay, MaxRetryDelay: o.MaxRetryDelay,
+		RetryDelay: o.RetryDelay, MaxRetryDelay: o.MaxRetryDelay, Breakers: e.breakers(),
 	}
 	if err := e.declare(ctx); err != nil {
 		return err

@@ -35,7 +35,9 @@ type Env struct {
 	Queue string
 	// Source names the sender of commands.
 	Source string
-	// CircuitOpen, when set, is asked before each command is sent: while the circuit to service is open the step pauses until retryAt without using up an attempt.
+	// CircuitOpen, when set, is asked before each command is sent: while
+	// the circuit to service is open the step pauses until retryAt,
+	// without using up an attempt.
 	CircuitOpen func(service string) (retryAt time.Time, open bool)
 }
 
