@@ -1,6 +1,9 @@
 package participant_test
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -11,6 +14,7 @@ import (
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/participant"
 	"github.com/sagaflow/sagaflow/store/embedded"
+	"github.com/sagaflow/sagaflow/transport/inmem"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -125,13 +129,14 @@ func TestOrderSagaWithParticipants(t *testing.T) {
 				bad := []message.Envelope{
 					{ID: message.NewID(), Kind: message.KindCommand, Type: "payments.ChargePayment.v1", Destination: orders.PaymentService, Key: "o-bad", Payload: []byte(`{"order_id":"o-bad","amount":"lots"}`)},
 					{ID: message.NewID(), Kind: message.KindCommand, Type: "payments.Teleport.v1", Destination: orders.PaymentService, Key: "o-bad", Payload: []byte(`{}`)},
+					{ID: message.NewID(), Kind: message.KindReply, Type: message.AcceptedType, Destination: orders.PaymentService, Key: "o-bad", Payload: []byte(`{}`)},
 				}
 				for _, b := range bad {
 					if err := engTr.Publish(t.Context(), b); err != nil {
 						t.Fatal(err)
 					}
 				}
-				want := map[string]string{bad[0].ID: "payments.ChargePayment.v1", bad[1].ID: "no handler for command type"}
+				want := map[string]string{bad[0].ID: "payments.ChargePayment.v1", bad[1].ID: "no handler for command type", bad[2].ID: "not a command"}
 				deadline := time.Now().Add(20 * time.Second)
 				for {
 					dls, err := engTr.DeadLetters(t.Context(), 1000)
@@ -174,4 +179,28 @@ func chargeCommands(t *testing.T, d *duplicating) map[string]bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return maps.Clone(d.sent)
+}
+
+// TestRegistrationProblems: what cannot work is reported by Err and Run,
+// naming the problem, instead of failing later on a delivery.
+func TestRegistrationProblems(t *testing.T) {
+	type unregistered struct{}
+	tr := inmem.New(inmem.WithLogger(quietLogger()))
+	t.Cleanup(func() { _ = tr.Close() })
+	p := participant.New(tr, ordersRegistry(t), "payments", participant.WithRetry(0, 0, 0))
+	participant.Handle(p, func(context.Context, *unregistered, participant.Meta) (*message.Accepted, error) { return nil, nil })
+	participant.Handle(p, func(context.Context, *orders.ChargePayment, participant.Meta) (*message.Accepted, error) { return nil, nil })
+	participant.Handle(p, func(context.Context, *orders.ChargePayment, participant.Meta) (*message.Accepted, error) { return nil, nil })
+	err := p.Err()
+	for _, want := range []string{"retry attempts 0", "is not registered", `second handler for "payments.ChargePayment.v1"`} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Err() = %v, want it to say %q", err, want)
+		}
+	}
+	if rerr := p.Run(t.Context()); rerr == nil || rerr.Error() != err.Error() {
+		t.Errorf("Run = %v, want the registration problems", rerr)
+	}
+	if !participant.IsFailure(fmt.Errorf("wrapped: %w", participant.Fail(errors.New("no")))) || participant.IsFailure(errors.New("no")) || participant.Fail(nil) != nil {
+		t.Error("Fail / IsFailure do not round-trip")
+	}
 }
