@@ -189,8 +189,12 @@ func TestRegistrationProblems(t *testing.T) {
 	t.Cleanup(func() { _ = tr.Close() })
 	p := participant.New(tr, ordersRegistry(t), "payments", participant.WithRetry(0, 0, 0))
 	participant.Handle(p, func(context.Context, *unregistered, participant.Meta) (*message.Accepted, error) { return nil, nil })
-	participant.Handle(p, func(context.Context, *orders.ChargePayment, participant.Meta) (*message.Accepted, error) { return nil, nil })
-	participant.Handle(p, func(context.Context, *orders.ChargePayment, participant.Meta) (*message.Accepted, error) { return nil, nil })
+	participant.Handle(p, func(context.Context, *orders.ChargePayment, participant.Meta) (*message.Accepted, error) {
+		return nil, nil
+	})
+	participant.Handle(p, func(context.Context, *orders.ChargePayment, participant.Meta) (*message.Accepted, error) {
+		return nil, nil
+	})
 	err := p.Err()
 	for _, want := range []string{"retry attempts 0", "is not registered", `second handler for "payments.ChargePayment.v1"`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
