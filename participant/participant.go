@@ -206,7 +206,10 @@ func (p *Participant) Run(ctx context.Context) error {
 	if err := p.tr.Declare(ctx, transport.Queue{Name: p.service}); err != nil {
 		return fmt.Errorf("participant %s: declare queue: %w", p.service, err)
 	}
-	p.cfg.logger.Info("participant serving", "service", p.service, "commands", len(p.handlers))
+	p.mu.RLock()
+	n := len(p.handlers)
+	p.mu.RUnlock()
+	p.cfg.logger.Info("participant serving", "service", p.service, "commands", n)
 	if err := p.tr.Consume(ctx, p.service, p.cfg.prefetch, p.handle); err != nil {
 		return fmt.Errorf("participant %s: %w", p.service, err)
 	}
@@ -297,7 +300,7 @@ func (p *Participant) reply(ctx context.Context, d transport.Delivery, h handler
 			return prev, nil
 		}
 		lastErr = err
-		p.cfg.logger.Warn("command failed; trying again", "service", p.service, "message_id", env.ID, "type", env.Type, "attempt", attempt, "of", p.cfg.attempts, "err", err)
+		p.cfg.logger.Warn("command failed with a technical error", "service", p.service, "message_id", env.ID, "type", env.Type, "attempt", attempt, "of", p.cfg.attempts, "err", err)
 	}
 	// Nothing was applied: answer a retryable failure without recording
 	// it, so the saga's retry policy (with its backoff) takes over.
