@@ -50,6 +50,9 @@ type Deps struct {
 	// forgetEpoch counts Forget calls in this process: an aggregate actor
 	// loaded before the latest one reloads before its next command.
 	forgetEpoch atomic.Uint64
+	// Breakers, when set, hold sagas back from services whose circuit is
+	// open (see Breakers).
+	Breakers *Breakers
 
 	// wake is the timer service's wake-up, told of each timer this
 	// process commits (see TimerService).

@@ -128,10 +128,14 @@ func createSaga(ctx context.Context, deps *Deps, dec workflows.Decision, handled
 }
 
 func (d *Deps) machineEnv() workflows.Env {
-	return workflows.Env{
+	env := workflows.Env{
 		Now: d.now(), NewID: message.NewID, Rand: rand.Float64,
 		Encode: d.Registry.Encode, Queue: d.SagaQueue, Source: d.Source,
 	}
+	if d.Breakers != nil {
+		env.CircuitOpen = d.circuitOpen
+	}
+	return env
 }
 
 // sagaCommit turns a decision into the saga's commit at version.
@@ -248,6 +252,7 @@ func (s *sagaEntity) handle(ctx context.Context, d transport.Delivery) {
 		lastErr = s.deps.Store.Append(ctx, c)
 		switch {
 		case lastErr == nil:
+			s.deps.observe(s.snap.Instance, env, body)
 			s.snap.Instance, s.snap.Version, s.state = dec.Instance, c.Version, dec.State
 			s.snap.Handled[env.ID] = struct{}{}
 			s.snap.History = nil // kept only when loaded; not needed to decide

@@ -53,6 +53,7 @@ type StartResponse struct {
 //	POST /v1/sagas/{id}/cancel       cancel ({"reason": "..."} optional) -> 202
 //	POST /v1/sagas/{id}/signal       send a signal (SignalRequest) -> 202
 //	POST /v1/sagas/{id}/retry        retry a parked saga's compensation ({"reason": "..."} optional) -> 202
+//	GET  /v1/circuits                the circuit breakers per destination service -> CircuitsResponse
 //	GET  /v1/dead-letters            list -> DeadLettersResponse; query: queue, type, limit (1-10000)
 //	GET  /v1/dead-letters/{id}       one dead letter with its message -> transport.DeadLetter
 //	POST /v1/dead-letters/replay     replay ({"ids": [...]}, at most 1000) -> DeadLetterResult
@@ -90,6 +91,7 @@ func (e *Engine) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/sagas/{id}/history", e.handleHistory)
 	mux.HandleFunc("POST /v1/sagas/{id}/signal", e.handleSignal)
 	mux.HandleFunc("POST /v1/sagas/{id}/retry", e.handleRetry)
+	mux.HandleFunc("GET /v1/circuits", e.handleCircuits)
 	e.deadLetterRoutes(mux)
 	e.eventSourcingRoutes(mux)
 	mux.HandleFunc("GET /v1/workflows", e.handleWorkflows)

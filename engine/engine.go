@@ -241,7 +241,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	e.deps = &actors.Deps{
 		Store: st, Transport: gate, Registry: e.registry, Logger: e.logger, Now: o.Now,
 		SagaQueue: o.Name, Source: o.Name, Workflows: e.workflow,
-		RetryDelay: o.RetryDelay, MaxRetryDelay: o.MaxRetryDelay,
+		RetryDelay: o.RetryDelay, MaxRetryDelay: o.MaxRetryDelay, Breakers: e.breakers(),
 		Sealer: shred.New(st, e.registry, shred.WithLogger(e.logger), shred.WithClock(o.Now)),
 	}
 	if err := e.declare(ctx); err != nil {

@@ -49,6 +49,16 @@ type Options struct {
 	// (except /healthz and /readyz) must carry. It is required when
 	// AdminAddr is not a loopback address.
 	AdminToken string
+	// Circuit configures the circuit breaker the engine keeps per
+	// destination service that no aggregate of this engine serves (remote
+	// participants): after Failures technical failures or timeouts in a
+	// row (default 10) the sagas that would send to it pause, without
+	// using up attempts, for OpenFor (default 30s); then a probe goes and,
+	// if it is answered, they resume. Failures < 0 turns breakers off.
+	Circuit CircuitSettings
+	// Circuits overrides Circuit per service; a service named here gets a
+	// breaker even when an aggregate of this engine serves it.
+	Circuits map[string]CircuitSettings
 	// ShutdownTimeout bounds the graceful stop (default 10s).
 	ShutdownTimeout time.Duration
 	// Logger receives the engine's logs (default slog.Default()).

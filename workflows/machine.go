@@ -35,6 +35,10 @@ type Env struct {
 	Queue string
 	// Source names the sender of commands.
 	Source string
+	// CircuitOpen, when set, is asked before each command is sent: while
+	// the circuit to service is open the step pauses until retryAt,
+	// without using up an attempt.
+	CircuitOpen func(service string) (retryAt time.Time, open bool)
 }
 
 // Start creates instance id of wf from the JSON input. The instance starts
@@ -579,7 +583,9 @@ func (r *run) forward() error {
 			r.stepFailed(err, false)
 			return nil
 		}
-		if err := r.send(c, service, step.Timeout, r.mainFlight()); err != nil {
+		if err := r.send(c, service, step.Timeout, r.mainFlight()); errors.Is(err, errPaused) {
+			return nil
+		} else if err != nil {
 			r.stepFailed(err, false)
 			return nil
 		}
@@ -654,7 +660,9 @@ func (r *run) compensate() error {
 		r.popDone()
 		return nil
 	}
-	if err := r.send(c, service, step.Timeout, r.mainFlight()); err != nil {
+	if err := r.send(c, service, step.Timeout, r.mainFlight()); errors.Is(err, errPaused) {
+		return nil
+	} else if err != nil {
 		r.compensationAttemptFailed(err, false)
 		return nil
 	}
@@ -665,7 +673,13 @@ func (r *run) compensate() error {
 
 // send is the one way a command leaves the saga: it builds the command
 // envelope, makes it f's awaited command and sets f's timeout timer.
+// While the circuit to service is open it pauses f instead and returns
+// errPaused (commands to the saga queue itself, for child sagas, are
+// never held back).
 func (r *run) send(c Cmd, service string, timeout time.Duration, f flight) error {
+	if service != r.env.Queue && r.pauseIfOpen(service, f) {
+		return errPaused
+	}
 	in := r.inst()
 	typeName, payload, err := r.env.Encode(c.Body)
 	if err != nil {

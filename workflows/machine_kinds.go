@@ -284,6 +284,9 @@ func (r *run) branchForward(k int) {
 	if err == nil {
 		err = r.send(c, service, r.steps[b.Step].Timeout, r.branchFlight(k))
 	}
+	if errors.Is(err, errPaused) {
+		return
+	}
 	if err != nil {
 		r.branchFailed(k, err, false)
 		return
@@ -449,6 +452,9 @@ func (r *run) branchCompensateAttempt(j int) {
 	}
 	if err == nil {
 		err = r.send(c, service, r.steps[b.Step].Timeout, r.branchFlight(j))
+	}
+	if errors.Is(err, errPaused) {
+		return
 	}
 	if err != nil {
 		r.branchCompensationFailed(j, err, false)
