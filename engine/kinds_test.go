@@ -272,9 +272,15 @@ func eventWorkflow() *workflows.Definition[orders.Input, approvalState] {
 }
 
 func TestEventsAreRoutedToTheSagaWaitingForThem(t *testing.T) {
+	forEachStore(t, testEventsAreRouted)
+}
+
+func testEventsAreRouted(t *testing.T, st testStore) {
+	opts := st.options(t)
 	tr := inmem.New(inmem.WithPartitions(16), inmem.WithLogger(quietLogger()))
 	t.Cleanup(func() { _ = tr.Close() })
-	e := kindsEngine(t, engine.Options{Transport: tr}, engine.Message[stockArrived](typeStockArrived), eventWorkflow())
+	opts.Transport = tr
+	e := kindsEngine(t, opts, engine.Message[stockArrived](typeStockArrived), eventWorkflow())
 	runStoppable(t, e)
 	bySaga := startWF(t, e, "orders.AwaitStock", orders.Input{OrderID: "o-ev1", SKU: "pen", Qty: 1})
 	byCorr := startWF(t, e, "orders.AwaitStock", orders.Input{OrderID: "o-ev2", SKU: "ink", Qty: 1})
