@@ -536,3 +536,29 @@ func TestWorkflowDiagramShowsTheNewKinds(t *testing.T) {
 		}
 	}
 }
+
+func TestCancelOfAParentCancelsTheChildItWaitsFor(t *testing.T) {
+	child := workflows.New("labels.Wait", 1, initApproval).
+		Send("reserve-stock", reserveCmd()).
+		Await("printer", workflows.SignalStep[approvalState]{Signal: "printed"})
+	parent := workflows.New("orders.WaitChild", 1, initApproval).
+		Child("print-label", workflows.ChildStep[approvalState]{Workflow: "labels.Wait", Input: func(s *approvalState) (any, error) { return s.Input, nil }})
+	e := kindsEngine(t, engine.Options{}, child, parent)
+	runStoppable(t, e)
+	id := startWF(t, e, "orders.WaitChild", orders.Input{OrderID: "o-pc", SKU: "s", Qty: 1})
+	childID := workflows.ChildID(id, "print-label")
+	waitFor(t, e, childID, "child waiting", waiting("printer"))
+	if code, body := call(t, e, "POST", "/v1/sagas/"+id+"/cancel", map[string]string{"reason": "stop"}, nil, nil); code != 202 {
+		t.Fatalf("cancel = %d %s", code, body)
+	}
+	if s := waitSaga(t, e, id); s.Status != workflows.StatusCancelled || countEvents(s.History, workflows.EventCompensationSucceeded, "print-label") != 1 {
+		t.Fatalf("parent: %s, history %+v; want cancelled with the child step undone", s.Status, s.History)
+	}
+	c := waitSaga(t, e, childID)
+	if c.Status != workflows.StatusCancelled || countEvents(c.History, workflows.EventStepAbandoned, "printer") != 1 {
+		t.Errorf("child: %s, history %+v; want cancelled with its wait abandoned", c.Status, c.History)
+	}
+	if types := eventTypes(t, e.Store(), "inventory.Reservation", "o-pc"); !equalStrings(types, []string{"inventory.StockReserved.v1", "inventory.StockReleased.v1"}) {
+		t.Errorf("child's inventory events = %v", types)
+	}
+}
