@@ -562,3 +562,29 @@ func TestCancelOfAParentCancelsTheChildItWaitsFor(t *testing.T) {
 		t.Errorf("child's inventory events = %v", types)
 	}
 }
+
+func TestADeadlineThatPassedWhileTheEngineWasDownCompensatesAfterRestart(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st testStore) {
+		wf := func() *workflows.Definition[orders.Input, approvalState] {
+			return workflows.New("orders.Deadline", 1, initApproval).
+				Send("reserve-stock", reserveCmd()).
+				Await("approval", workflows.SignalStep[approvalState]{Signal: "approved"}). // no timeout of its own
+				Deadline(time.Second)
+		}
+		e1 := kindsEngine(t, st.options(t), wf())
+		stop := runStoppable(t, e1)
+		id := startWF(t, e1, "orders.Deadline", orders.Input{OrderID: "o-dl", SKU: "s", Qty: 1})
+		waitFor(t, e1, id, "waiting", waiting("approval"))
+		stop()
+		time.Sleep(1500 * time.Millisecond)
+		e2 := kindsEngine(t, st.options(t), wf())
+		runStoppable(t, e2)
+		s := waitSaga(t, e2, id)
+		if s.Status != workflows.StatusCompensated || !strings.Contains(s.Error, "deadline of 1s passed") {
+			t.Fatalf("status %s (%s), want compensated by the deadline", s.Status, s.Error)
+		}
+		if countEvents(s.History, workflows.EventDeadlinePassed, "") != 1 || countEvents(s.History, workflows.EventCompensationSucceeded, "reserve-stock") != 1 {
+			t.Errorf("history: %+v", s.History)
+		}
+	})
+}
