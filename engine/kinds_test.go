@@ -272,9 +272,15 @@ func eventWorkflow() *workflows.Definition[orders.Input, approvalState] {
 }
 
 func TestEventsAreRoutedToTheSagaWaitingForThem(t *testing.T) {
+	forEachStore(t, testEventsAreRouted)
+}
+
+func testEventsAreRouted(t *testing.T, st testStore) {
+	opts := st.options(t)
 	tr := inmem.New(inmem.WithPartitions(16), inmem.WithLogger(quietLogger()))
 	t.Cleanup(func() { _ = tr.Close() })
-	e := kindsEngine(t, engine.Options{Transport: tr}, engine.Message[stockArrived](typeStockArrived), eventWorkflow())
+	opts.Transport = tr
+	e := kindsEngine(t, opts, engine.Message[stockArrived](typeStockArrived), eventWorkflow())
 	runStoppable(t, e)
 	bySaga := startWF(t, e, "orders.AwaitStock", orders.Input{OrderID: "o-ev1", SKU: "pen", Qty: 1})
 	byCorr := startWF(t, e, "orders.AwaitStock", orders.Input{OrderID: "o-ev2", SKU: "ink", Qty: 1})
@@ -529,4 +535,56 @@ func TestWorkflowDiagramShowsTheNewKinds(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestCancelOfAParentCancelsTheChildItWaitsFor(t *testing.T) {
+	child := workflows.New("labels.Wait", 1, initApproval).
+		Send("reserve-stock", reserveCmd()).
+		Await("printer", workflows.SignalStep[approvalState]{Signal: "printed"})
+	parent := workflows.New("orders.WaitChild", 1, initApproval).
+		Child("print-label", workflows.ChildStep[approvalState]{Workflow: "labels.Wait", Input: func(s *approvalState) (any, error) { return s.Input, nil }})
+	e := kindsEngine(t, engine.Options{}, child, parent)
+	runStoppable(t, e)
+	id := startWF(t, e, "orders.WaitChild", orders.Input{OrderID: "o-pc", SKU: "s", Qty: 1})
+	childID := workflows.ChildID(id, "print-label")
+	waitFor(t, e, childID, "child waiting", waiting("printer"))
+	if code, body := call(t, e, "POST", "/v1/sagas/"+id+"/cancel", map[string]string{"reason": "stop"}, nil, nil); code != 202 {
+		t.Fatalf("cancel = %d %s", code, body)
+	}
+	if s := waitSaga(t, e, id); s.Status != workflows.StatusCancelled || countEvents(s.History, workflows.EventCompensationSucceeded, "print-label") != 1 {
+		t.Fatalf("parent: %s, history %+v; want cancelled with the child step undone", s.Status, s.History)
+	}
+	c := waitSaga(t, e, childID)
+	if c.Status != workflows.StatusCancelled || countEvents(c.History, workflows.EventStepAbandoned, "printer") != 1 {
+		t.Errorf("child: %s, history %+v; want cancelled with its wait abandoned", c.Status, c.History)
+	}
+	if types := eventTypes(t, e.Store(), "inventory.Reservation", "o-pc"); !equalStrings(types, []string{"inventory.StockReserved.v1", "inventory.StockReleased.v1"}) {
+		t.Errorf("child's inventory events = %v", types)
+	}
+}
+
+func TestADeadlineThatPassedWhileTheEngineWasDownCompensatesAfterRestart(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st testStore) {
+		wf := func() *workflows.Definition[orders.Input, approvalState] {
+			return workflows.New("orders.Deadline", 1, initApproval).
+				Send("reserve-stock", reserveCmd()).
+				Await("approval", workflows.SignalStep[approvalState]{Signal: "approved"}). // no timeout of its own
+				Deadline(time.Second)
+		}
+		e1 := kindsEngine(t, st.options(t), wf())
+		stop := runStoppable(t, e1)
+		id := startWF(t, e1, "orders.Deadline", orders.Input{OrderID: "o-dl", SKU: "s", Qty: 1})
+		waitFor(t, e1, id, "waiting", waiting("approval"))
+		stop()
+		time.Sleep(1500 * time.Millisecond)
+		e2 := kindsEngine(t, st.options(t), wf())
+		runStoppable(t, e2)
+		s := waitSaga(t, e2, id)
+		if s.Status != workflows.StatusCompensated || !strings.Contains(s.Error, "deadline of 1s passed") {
+			t.Fatalf("status %s (%s), want compensated by the deadline", s.Status, s.Error)
+		}
+		if countEvents(s.History, workflows.EventDeadlinePassed, "") != 1 || countEvents(s.History, workflows.EventCompensationSucceeded, "reserve-stock") != 1 {
+			t.Errorf("history: %+v", s.History)
+		}
+	})
 }

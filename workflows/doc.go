@@ -14,6 +14,12 @@
 //		}).
 //		Do("compute-total", workflows.LocalStep[OrderState]{Run: ...})
 //
+// Beyond command and local steps there are waits for a signal (Await) or
+// an event (AwaitEvent), durable delays (Delay), parallel branches
+// (Parallel, All or FirstWins), child sagas (Child), conditionals (If,
+// When, over Steps sequences) and a saga-level Deadline; see
+// docs/ARCHITECTURE.md for how they are laid out and compensated.
+//
 // Validate (called by the engine at registration) reports every structural
 // problem with the step it concerns. The Machine turns an Instance and an
 // input (start, reply, timer, cancel, resume) into a Decision: the next

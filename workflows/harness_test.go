@@ -376,6 +376,17 @@ func (h *harness) checkInvariants(what string, dec workflows.Decision) {
 	if (in.Status.Terminal() || in.Status == workflows.StatusNeedsAttention) && (in.Pending != nil || in.TimerID != "") {
 		h.t.Errorf("%s: %s saga still awaits %v / timer %q", what, in.Status, in.Pending, in.TimerID)
 	}
+	for _, b := range in.Branches {
+		if b.Pending != nil && b.TimerPurpose != workflows.TimerTimeout {
+			h.t.Errorf("%s: branch %d awaits a command without a timeout timer", what, b.Step)
+		}
+	}
+	if in.Status != workflows.StatusRunning && (len(in.Branches) > 0 || in.Wait != nil) {
+		h.t.Errorf("%s: a %s saga still has branches %+v or a wait %+v", what, in.Status, in.Branches, in.Wait)
+	}
+	if in.Status.Terminal() && in.DeadlineTimerID != "" {
+		h.t.Errorf("%s: a %s saga keeps its deadline timer %s", what, in.Status, in.DeadlineTimerID)
+	}
 	if dec.Changed() && !in.UpdatedAt.Equal(h.now) {
 		h.t.Errorf("%s: UpdatedAt = %v, want now %v", what, in.UpdatedAt, h.now)
 	}

@@ -697,3 +697,71 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+func TestTheMachineNeverWritesIntoTheCallersInstance(t *testing.T) {
+	h := newHarness(t, parallelOrder(workflows.FirstWins).Deadline(time.Hour))
+	h.start(order1)
+	h.play(reserved)
+	inputs := map[string]func() (workflows.Decision, error){
+		"branch reply": func() (workflows.Decision, error) {
+			return h.replyCmd(h.branchPending("charge-payment"), &paymentCharged{ChargeID: "ch-1"})
+		},
+		"branch timer": func() (workflows.Decision, error) {
+			return workflows.OnTimer(h.ctx, h.wf, h.env(), h.inst, h.cachedState(), h.branchTimer("ship-order"))
+		},
+		"deadline": func() (workflows.Decision, error) {
+			return workflows.OnTimer(h.ctx, h.wf, h.env(), h.inst, h.cachedState(), h.inst.DeadlineTimerID)
+		},
+		"cancel": func() (workflows.Decision, error) {
+			return workflows.Cancel(h.ctx, h.wf, h.env(), h.inst, h.cachedState(), "x")
+		},
+	}
+	for name, f := range inputs {
+		before := snapshot(t, h.inst)
+		if _, err := f(); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if after := snapshot(t, h.inst); after != before {
+			t.Errorf("%s changed the caller's instance:\nbefore %s\nafter  %s", name, before, after)
+		}
+	}
+}
+
+func TestParallelAndWaitsSurviveAPersistRoundTripAtEveryStep(t *testing.T) {
+	scripts := map[string]func(h *harness){
+		"first wins with a late loser": func(h *harness) {
+			h.play(reserved)
+			h.replyBranch("charge-payment", &paymentCharged{ChargeID: "ch-1"})
+			h.replyBranch("ship-order", &message.Accepted{})
+		},
+		"all with a failing branch": func(h *harness) {
+			h.play(reserved)
+			h.replyBranch("ship-order", &orderShipped{TrackingNo: "trk-1"})
+			h.fireID(h.branchTimer("charge-payment"))
+			h.play(accepted(), accepted(), accepted())
+		},
+	}
+	for name, script := range scripts {
+		t.Run(name, func(t *testing.T) {
+			mode := workflows.FirstWins
+			if strings.HasPrefix(name, "all") {
+				mode = workflows.All
+			}
+			run := func(persist bool) *harness {
+				h := newHarness(t, parallelOrder(mode).Deadline(time.Hour))
+				h.persist = persist
+				h.start(order1)
+				script(h)
+				return h
+			}
+			cached, persisted := run(false), run(true)
+			wantLines(t, "history", persisted.events(), cached.events())
+			if a, b := snapshot(t, persisted.inst), snapshot(t, cached.inst); a != b {
+				t.Errorf("final instances differ:\npersisted %s\ncached    %s", a, b)
+			}
+			if !cached.inst.Status.Terminal() {
+				t.Errorf("script left the saga %s:\n%s", cached.inst.Status, strings.Join(cached.events(), "\n"))
+			}
+		})
+	}
+}

@@ -211,7 +211,11 @@ func Resume(ctx context.Context, wf Workflow, env Env, inst Instance, state any)
 			r.rearm(r.branchFlight(k), in.Branches[k].Step, in.Branches[k].TimerPurpose)
 		}
 	}
-	if in.DeadlineTimerID != "" {
+	// The deadline timer was set with the saga's first commit; it needs
+	// setting again only once the saga has run (its firing may have been
+	// lost since).
+	started := in.Step > 0 || in.Attempt > 0 || len(in.Done) > 0 || in.Pending != nil || r.waiting()
+	if in.DeadlineTimerID != "" && started {
 		r.rearm(r.deadlineFlight(), -1, TimerDeadline)
 	}
 	if p := in.Pending; p != nil {

@@ -362,9 +362,8 @@ func (r *run) branchFailed(k int, err error, mayBeApplied bool) {
 	if r.steps[in.Step].Mode == FirstWins {
 		return // parallelSettle fails the step when every branch failed
 	}
-	if b.Uncertain && r.steps[b.Step].Compensable {
-		in.Done = append(in.Done, b.Step)
-	}
+	// abandonBranches puts the failed branch on Done too when it may
+	// have been applied (b.Uncertain).
 	r.abandonBranches("a sibling branch failed")
 	in.Error = fmt.Sprintf("step %q failed: branch %q failed: %v", r.steps[in.Step].Name, r.steps[b.Step].Name, err)
 	in.Branches = nil
