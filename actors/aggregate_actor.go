@@ -81,6 +81,10 @@ func (a *aggregateEntity) handle(ctx context.Context, d transport.Delivery) {
 			return
 		}
 		if lastErr = a.deps.seal(ctx, a.id, &commit.Commit); lastErr != nil {
+			if errors.Is(lastErr, store.ErrInvalidKey) {
+				a.deps.deadLetter(d, lastErr) // an unusable subject name
+				return
+			}
 			continue
 		}
 		lastErr = a.deps.Store.Append(ctx, commit.Commit)

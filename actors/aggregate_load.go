@@ -273,16 +273,26 @@ func (a *aggregateEntity) snapshotAfterCommit(ctx context.Context, prevSeq uint6
 		a.deps.Logger.Debug("no snapshot: the state holds personal data of too many subjects", "stream", a.stream, "subjects", len(a.subjects))
 		return
 	}
-	if err := a.saveSnapshot(ctx, s, c.At); err != nil {
+	if err := a.saveSnapshot(ctx, s); err != nil {
 		a.deps.Logger.Warn("snapshot not saved; loads replay further", "stream", a.stream, "version", a.version, "err", err)
 	}
 }
 
-func (a *aggregateEntity) saveSnapshot(ctx context.Context, s aggregate.Snapshotting, commitAt time.Time) error {
+func (a *aggregateEntity) saveSnapshot(ctx context.Context, s aggregate.Snapshotting) error {
 	state, err := s.EncodeState(a.state)
 	if err != nil {
 		return err
 	}
+	// The commit time as the store keeps it (MongoDB keeps milliseconds),
+	// so that a load from the snapshot reports the time a replay would.
+	commits, err := a.deps.Store.Load(ctx, a.stream, a.version)
+	if err != nil {
+		return err
+	}
+	if len(commits) == 0 || commits[0].Version != a.version {
+		return fmt.Errorf("commit v%d not found after it was made", a.version)
+	}
+	commitAt := commits[0].At
 	snap := aggregateSnapshot{Schema: s.StateSchema(), Version: a.version, Seq: a.seq, CommitAt: commitAt, State: state}
 	if len(a.subjects) > 0 {
 		if a.deps.Sealer == nil {

@@ -12,4 +12,8 @@
 // A decide error is a business rejection: the sender gets a failure reply
 // and nothing is recorded but the handled command ID. Wrap an error with
 // Retryable when trying again later may succeed.
+//
+// SnapshotEvery(n) makes the actor snapshot the state every n events
+// (Snapshotting says how to encode it and names its shape); a load starts
+// from the latest snapshot that fits the state type and replays the rest.
 package aggregate

@@ -70,6 +70,10 @@ func ledgerAggregateV2() *aggregate.Definition[accountV2] {
 // state shape, or one that does not decode, is ignored: the load replays
 // the whole stream and still gets the right state.
 func TestSnapshotsBoundEventsRead(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s testStore) { testSnapshotsBoundEventsRead(t, s.open(t)) })
+}
+
+func testSnapshotsBoundEventsRead(t *testing.T, base store.Store) {
 	const (
 		every     = 50
 		perCmd    = 7
@@ -77,7 +81,6 @@ func TestSnapshotsBoundEventsRead(t *testing.T) {
 		amount    = 3
 		accountID = "acc-snap"
 	)
-	base := openEmbedded(t, t.TempDir())
 	cs := &countingStore{Store: base}
 	e := newLedgerEngine(t, engine.Options{Store: cs}, append(ledgerTypes(), ledgerAggregate(every))...)
 	stream := actors.AggregateStream(ledgerType, accountID)
@@ -138,12 +141,10 @@ func TestSnapshotsBoundEventsRead(t *testing.T) {
 
 // history builds an account with snapshots every 2 events: v1 opened
 // (seq 1), v2 +10 (seq 2, snapshot), v3 +10 (seq 3), v4 +10 +10 (seq 5,
-// snapshot). It returns the engine, its store and the view after each
-// version.
-func history(t *testing.T, id string) (*engine.Engine, store.Store, []engine.AggregateView) {
+// snapshot). It returns the engine and the view after each version.
+func history(t *testing.T, opts engine.Options, id string) (*engine.Engine, []engine.AggregateView) {
 	t.Helper()
-	st := openEmbedded(t, t.TempDir())
-	e := newLedgerEngine(t, engine.Options{Store: st}, append(ledgerTypes(), ledgerAggregate(2))...)
+	e := newLedgerEngine(t, opts, append(ledgerTypes(), ledgerAggregate(2))...)
 	views := []engine.AggregateView{{}}
 	for i, cmd := range []any{
 		&openAccount{Customer: "c-" + id, Name: "Ada", Plan: "basic"},
@@ -151,16 +152,23 @@ func history(t *testing.T, id string) (*engine.Engine, store.Store, []engine.Agg
 		&deposit{Amount: 10, Count: 1},
 		&deposit{Amount: 10, Count: 2},
 	} {
-		time.Sleep(3 * time.Millisecond) // distinct commit times
+		time.Sleep(3 * time.Millisecond) // distinct commit times, also in milliseconds
 		views = append(views, send(t, e, id, cmd, uint64(i+1)))
 	}
-	waitSnapshot(t, st, actors.AggregateStream(ledgerType, id), 4)
-	return e, st, views
+	waitSnapshot(t, e.Store(), actors.AggregateStream(ledgerType, id), 4)
+	return e, views
 }
 
 func TestAggregateStateAt(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s testStore) { testAggregateStateAt(t, s.options(t)) })
+}
+
+func testAggregateStateAt(t *testing.T, opts engine.Options) {
 	const id = "acc-time"
-	e, _, views := history(t, id)
+	e, views := history(t, opts, id)
+	// Once the snapshot at v4 exists, the latest state loads from it; its
+	// commit time must be the one a replay reports.
+	views[4] = waitVersion(t, e, id, 4)
 	ctx := context.Background()
 	balances := []int{0, 0, 10, 20, 40}
 	cases := []struct {
@@ -211,7 +219,7 @@ func TestAggregateStateAt(t *testing.T) {
 
 func TestAdminAggregateAt(t *testing.T) {
 	const id = "acc-admin"
-	e, _, views := history(t, id)
+	e, views := history(t, engine.Options{}, id)
 	path := "/v1/aggregates/" + ledgerService + "/" + id
 	var got struct {
 		engine.AggregateView

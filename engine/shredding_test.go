@@ -3,6 +3,7 @@ package engine_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,8 +17,10 @@ import (
 
 	"github.com/sagaflow/sagaflow/actors"
 	"github.com/sagaflow/sagaflow/engine"
+	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/shred"
 	"github.com/sagaflow/sagaflow/store/embedded"
+	"github.com/sagaflow/sagaflow/workflows"
 )
 
 // storedBytes returns everything the store holds as raw bytes, by
@@ -199,4 +202,56 @@ func mapValues(m map[string][]byte) [][]byte {
 		out = append(out, v)
 	}
 	return out
+}
+
+type onboardInput struct {
+	Account  string `json:"account"`
+	Customer string `json:"customer"`
+	Name     string `json:"name"`
+}
+
+type onboardState struct {
+	onboardInput
+	// NameCameBack records that the reply carried the name in the clear
+	// (without keeping the name in the saga's state).
+	NameCameBack bool `json:"name_came_back"`
+}
+
+// TestSealedReplyReachesSaga: the reply an aggregate sends a saga is the
+// event, sealed in the commit's outbox like the event itself; the saga
+// actor opens it, so the workflow sees the personal fields in the clear.
+func TestSealedReplyReachesSaga(t *testing.T) {
+	wf := workflows.New("ledger.Onboard", 1, func(in onboardInput) (onboardState, error) {
+		return onboardState{onboardInput: in}, nil
+	}).Send("open", workflows.CommandStep[onboardState]{
+		Service: ledgerService,
+		Command: func(s *onboardState) (workflows.Cmd, error) {
+			return workflows.Cmd{Key: s.Account, Body: openAccount{Customer: s.Customer, Name: s.Name, Plan: "basic"}}, nil
+		},
+		OnReply: workflows.Reply(func(s *onboardState, r *accountOpened) error {
+			s.NameCameBack = r.Name == s.Name
+			return nil
+		}),
+		Timeout: 10 * time.Second,
+	})
+	dir := t.TempDir()
+	e := newLedgerEngine(t, engine.Options{DataDir: dir}, append(ledgerTypes(), ledgerAggregate(0), wf)...)
+	input, _ := json.Marshal(onboardInput{Account: "acc-saga", Customer: "cust-saga", Name: "Mary Ann Secret"})
+	id, err := e.StartSaga(context.Background(), engine.StartRequest{Workflow: "ledger.Onboard", Input: input})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := waitSaga(t, e, id)
+	var st onboardState
+	if err := json.Unmarshal(s.State, &st); err != nil || s.Status != workflows.StatusCompleted || !st.NameCameBack {
+		t.Fatalf("saga %s: %s, state %s (%v); want completed with the name seen in the reply", id, s.Status, s.State, err)
+	}
+	commits, err := e.Store().Load(context.Background(), actors.AggregateStream(ledgerType, "acc-saga"), 1)
+	if err != nil || len(commits) != 1 || len(commits[0].Outbox) != 1 {
+		t.Fatalf("ledger commits = %+v, %v; want one with one reply", commits, err)
+	}
+	reply := commits[0].Outbox[0]
+	if reply.Kind != message.KindReply || !strings.Contains(reply.Header(shred.HeaderSealed), "name") || bytes.Contains(reply.Payload, []byte("Mary Ann")) {
+		t.Errorf("stored reply %s %v: %s; want a reply with its name sealed", reply.Kind, reply.Headers, reply.Payload)
+	}
 }

@@ -7,4 +7,8 @@
 // invariant I6: an unknown type, a malformed payload or an oversized message is
 // reported as an error that names the type and the problem (ErrUnknownType,
 // ErrMalformed, ErrPayloadTooLarge), never as a panic.
+//
+// Schema evolution: Upcast registers, per (type name, version), a function
+// that turns a payload of that version into the next; Decode of an older,
+// unregistered version runs the chain up to the registered version.
 package message

@@ -121,13 +121,6 @@ func Check(t reflect.Type) error {
 	return err
 }
 
-// Personal reports whether struct type t (or the type t points to) has a
-// field tagged `sagaflow:"personal"`.
-func (s *Shredder) Personal(t reflect.Type) bool {
-	p, err := s.plan(t)
-	return err == nil && len(p.personal) > 0
-}
-
 func (s *Shredder) plan(t reflect.Type) (*plan, error) {
 	if r, ok := s.plans.Load(t); ok {
 		pr := r.(planResult)

@@ -20,4 +20,10 @@
 //   - I4 outbox: an outbox message stays pending until MarkDispatched.
 //   - I5 durable timers: a timer is stored with its due time and returned
 //     by DueTimers after a restart until it is deleted or cancelled.
+//
+// Derived and side data lives apart from commits: Snapshots (a stream's
+// latest state, losing one only makes loads longer) and Keys (one
+// encryption key per data subject for crypto-shredding; DeleteKey is how a
+// subject is forgotten, so it must be durable, and CreateKey lets the
+// first writer win so that no data is sealed under a key that is lost).
 package store

@@ -28,6 +28,8 @@
 //	heads      _id stream -> version, kind, type, status, Meta (Info, List)
 //	snapshots  _id stream -> version, snapshot                 (see below)
 //	journal    _id random -> the commit _ids of one group commit
+//	subject_keys _id subject -> key ID, secret (crypto-shredding; not derived:
+//	           written by CreateKey, deleted by DeleteKey, never in a commit)
 //
 // Secondary indexes, created on Open (idempotent): outbox (at, _id) and
 // (msg), timers (due, _id), heads (kind, type, status, _id), journal (at).
