@@ -129,7 +129,8 @@ func Setup(ctx context.Context, opts ...Option) (*Providers, error) {
 	if tracesOn {
 		exp, err := autoexport.NewSpanExporter(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("telemetry: traces exporter (OTEL_TRACES_EXPORTER=%q): %w", cfg.getenv("OTEL_TRACES_EXPORTER"), err)
+			return nil, fmt.Errorf("telemetry: traces exporter (OTEL_TRACES_EXPORTER=%q, OTEL_EXPORTER_OTLP_PROTOCOL=%q): %w",
+				cfg.getenv("OTEL_TRACES_EXPORTER"), cfg.getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), err)
 		}
 		tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
 		p.TracerProvider, p.TracesOn = tp, true
@@ -139,7 +140,8 @@ func Setup(ctx context.Context, opts ...Option) (*Providers, error) {
 		reader, err := autoexport.NewMetricReader(ctx)
 		if err != nil {
 			_ = p.Shutdown(ctx)
-			return nil, fmt.Errorf("telemetry: metrics exporter (OTEL_METRICS_EXPORTER=%q): %w", cfg.getenv("OTEL_METRICS_EXPORTER"), err)
+			return nil, fmt.Errorf("telemetry: metrics exporter (OTEL_METRICS_EXPORTER=%q, OTEL_EXPORTER_OTLP_PROTOCOL=%q): %w",
+				cfg.getenv("OTEL_METRICS_EXPORTER"), cfg.getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), err)
 		}
 		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader), sdkmetric.WithResource(res))
 		p.MeterProvider, p.MetricsOn = mp, true
