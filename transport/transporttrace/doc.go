@@ -11,6 +11,7 @@
 //
 // Like every decorator it changes nothing that the transport contract
 // promises: a message is published, delivered and settled exactly as by
-// the wrapped transport (I4 and I6 are the wrapped transport's), with its
-// headers extended by the trace context.
+// the wrapped transport (I4 and I6 are the wrapped transport's), except
+// that with a recording tracer the published copy's traceparent and
+// tracestate headers name the producer span.
 package transporttrace
