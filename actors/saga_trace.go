@@ -25,8 +25,9 @@ import (
 // that sent its command to the one that recorded its outcome; the command
 // is published with the step span's context, so the participant's spans
 // are its children. A step whose start this process did not see (it was
-// started before a restart) gets a span at its outcome, with the
-// attribute sagaflow.step.start_unseen (so does a local step, which starts and ends in one transition).
+// started before a restart) gets a span at its outcome, starting when the
+// saga's history says the step started, with the attribute
+// sagaflow.step.start_unseen (so does a local step, which starts and ends in one transition).
 
 // traceHeaders returns the W3C headers of ctx's span ("" map when none).
 func traceHeaders(ctx context.Context, p propagation.TextMapPropagator) map[string]string {
@@ -74,10 +75,34 @@ func commitTrace(e message.Envelope) map[string]string {
 	return h
 }
 
-// openStep is a step (or compensation) span waiting for its outcome.
+// openStep is a step (or compensation) span waiting for its outcome; a
+// step whose start is known only from the saga's history (it started
+// before this incarnation) has no span yet.
 type openStep struct {
 	span    trace.Span
 	started time.Time
+}
+
+// ensureSpans makes the span bookkeeping on first use, with the steps and
+// compensations that the loaded history shows started and not finished,
+// so that their outcome's span and duration start when they did.
+func (s *sagaEntity) ensureSpans() {
+	if s.spans != nil {
+		return
+	}
+	s.spans = &sagaSpans{open: make(map[string]*openStep)}
+	for _, r := range s.snap.History {
+		switch r.Event {
+		case workflows.EventStepStarted:
+			s.spans.open[spanKey(phaseForward, r.Step)] = &openStep{started: r.At}
+		case workflows.EventCompensationStarted:
+			s.spans.open[spanKey(phaseCompensation, r.Step)] = &openStep{started: r.At}
+		case workflows.EventStepSucceeded, workflows.EventStepRetryScheduled, workflows.EventStepFailed:
+			delete(s.spans.open, spanKey(phaseForward, r.Step))
+		case workflows.EventCompensationSucceeded, workflows.EventCompensationNone, workflows.EventCompensationRetry, workflows.EventNeedsAttention:
+			delete(s.spans.open, spanKey(phaseCompensation, r.Step))
+		}
+	}
 }
 
 // sagaSpans are the spans of one saga actor incarnation.
@@ -106,9 +131,7 @@ func (s *sagaEntity) rootContext(ctx context.Context) context.Context {
 // dec starts and stamps their commands (and every other message dec
 // sends or sets as a timer) with a trace context, before the commit.
 func (s *sagaEntity) beginStepSpans(ctx context.Context, dec *workflows.Decision) {
-	if s.spans == nil {
-		s.spans = &sagaSpans{open: make(map[string]*openStep)}
-	}
+	s.ensureSpans()
 	s.spans.started = make(map[string]*openStep)
 	root := s.rootContext(ctx)
 	link := trace.Link{SpanContext: trace.SpanContextFromContext(ctx)}
@@ -126,7 +149,7 @@ func (s *sagaEntity) beginStepSpans(ctx context.Context, dec *workflows.Decision
 			telemetry.AttrSagaType.String(dec.Instance.Workflow), telemetry.AttrSagaID.String(dec.Instance.ID),
 			telemetry.AttrSagaStep.String(r.Step), telemetry.AttrSagaPhase.String(phase), telemetry.AttrAttempt.Int(r.Attempt),
 			attribute.String("messaging.message.id", r.MessageID)))
-		s.spans.started[spanKey(phase, r.Step)] = &openStep{span: span, started: time.Now()}
+		s.spans.started[spanKey(phase, r.Step)] = &openStep{span: span, started: s.deps.now()}
 		for i := range dec.Send {
 			if dec.Send[i].ID == r.MessageID {
 				telemetry.Inject(sctx, s.deps.Telemetry.Prop(), &dec.Send[i])
@@ -166,9 +189,7 @@ func (s *sagaEntity) abortStepSpans(err error) {
 // outcomes dec records, keeps the spans it started open, and counts the
 // saga metrics.
 func (s *sagaEntity) commitStepSpans(ctx context.Context, dec workflows.Decision) {
-	if s.spans == nil {
-		s.spans = &sagaSpans{open: make(map[string]*openStep)}
-	}
+	s.ensureSpans()
 	tel, wf := s.deps.Telemetry, dec.Instance.Workflow
 	for _, r := range dec.Records {
 		switch r.Event {
@@ -189,8 +210,10 @@ func (s *sagaEntity) commitStepSpans(ctx context.Context, dec workflows.Decision
 		case workflows.EventCancelRequested:
 			for key, o := range s.spans.open {
 				if len(key) > len(phaseForward) && key[:len(phaseForward)] == phaseForward {
-					o.span.SetAttributes(telemetry.AttrSagaOutcome.String("cancelled"))
-					o.span.End()
+					if o.span != nil {
+						o.span.SetAttributes(telemetry.AttrSagaOutcome.String("cancelled"))
+						o.span.End()
+					}
 					delete(s.spans.open, key)
 				}
 			}
@@ -214,19 +237,25 @@ func (s *sagaEntity) commitStepSpans(ctx context.Context, dec workflows.Decision
 func (s *sagaEntity) endStep(ctx context.Context, dec workflows.Decision, r workflows.Record, phase, outcome string, err error) {
 	key := spanKey(phase, r.Step)
 	o, ok := s.spans.open[key]
+	delete(s.spans.open, key)
 	if ok {
-		delete(s.spans.open, key)
-		s.deps.Telemetry.StepDuration(ctx, dec.Instance.Workflow, r.Step, phase, outcome, time.Since(o.started))
-	} else {
+		s.deps.Telemetry.StepDuration(ctx, dec.Instance.Workflow, r.Step, phase, outcome, max(s.deps.now().Sub(o.started), 0))
+	}
+	if !ok || o.span == nil {
 		name := "saga.step " + r.Step
 		if phase == phaseCompensation {
 			name = "saga.compensate " + r.Step
 		}
-		_, span := s.deps.Telemetry.Start(s.rootContext(ctx), name,
+		opts := []trace.SpanStartOption{
 			trace.WithLinks(trace.Link{SpanContext: trace.SpanContextFromContext(ctx)}),
 			trace.WithAttributes(telemetry.AttrSagaType.String(dec.Instance.Workflow), telemetry.AttrSagaID.String(dec.Instance.ID),
 				telemetry.AttrSagaStep.String(r.Step), telemetry.AttrSagaPhase.String(phase), telemetry.AttrAttempt.Int(r.Attempt),
-				attribute.Bool("sagaflow.step.start_unseen", true)))
+				attribute.Bool("sagaflow.step.start_unseen", true)),
+		}
+		if ok {
+			opts = append(opts, trace.WithTimestamp(o.started)) // from the history
+		}
+		_, span := s.deps.Telemetry.Start(s.rootContext(ctx), name, opts...)
 		o = &openStep{span: span}
 	}
 	o.span.SetAttributes(telemetry.AttrSagaOutcome.String(outcome))

@@ -482,6 +482,7 @@ func TestResumedSagaStaysInItsTrace(t *testing.T) {
 		t.Errorf("log line %v: want trace_id %s and a span_id", logged, traceID)
 	}
 
+	restartAt := time.Now()
 	second := newTracedEngine(t, engine.Options{DataDir: dir}, func(e *engine.Engine) *engine.Engine {
 		return e.Register(orders.Messages()...).Register(orders.Inventory(), orders.Payments(), orders.Shipping(), orders.Workflow(fastRetry))
 	})
@@ -495,6 +496,25 @@ func TestResumedSagaStaysInItsTrace(t *testing.T) {
 			t.Errorf("%s after the restart: trace %s parent %s, want trace %s parent %s (the root)", st.Name(),
 				st.SpanContext().TraceID(), st.Parent().SpanID(), traceID, root.SpanContext().SpanID())
 		}
+	}
+	// The step that was waiting at the restart: its span and its duration
+	// start when it started, before the restart (from the saga's history).
+	reserve := one(t, "reserve-stock", ix.named("saga.step reserve-stock", "saga.id", id))
+	if !reserve.StartTime().Before(restartAt) || attr(reserve, "sagaflow.step.start_unseen") != "true" {
+		t.Errorf("reserve-stock span starts %v (restart at %v), start_unseen %q: want it to start before the restart",
+			reserve.StartTime(), restartAt, attr(reserve, "sagaflow.step.start_unseen"))
+	}
+	var rm metricdata.ResourceMetrics
+	if err := second.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []string{"reserve-stock", "charge-payment", "ship-order"} {
+		if got := histCount(rm, telemetry.MetricStepDuration, attribute.String("saga.step", step), attribute.String("saga.outcome", "succeeded")); got != 1 {
+			t.Errorf("%s{saga.step=%s} count %d after the restart, want 1", telemetry.MetricStepDuration, step, got)
+		}
+	}
+	if got := sumInt(rm, telemetry.MetricSagasCompleted); got != 1 {
+		t.Errorf("%s = %d in the engine that finished the saga, want 1", telemetry.MetricSagasCompleted, got)
 	}
 	for _, name := range []string{"aggregate.handle inventory.ReserveStock.v1", "aggregate.handle payments.ChargePayment.v1", "aggregate.handle shipping.ShipOrder.v1"} {
 		for _, s := range ix.named(name, "", "") {
