@@ -73,7 +73,9 @@ func TestServeExportsTracesFromOTELVariables(t *testing.T) {
 	t.Setenv("OTEL_SDK_DISABLED", "")
 
 	addr := freeAddr(t)
-	setup := func(e *engine.Engine) { orders.Register(e, workflows.RetryPolicy{MaxAttempts: 2, InitialInterval: 10 * time.Millisecond}) }
+	setup := func(e *engine.Engine) {
+		orders.Register(e, workflows.RetryPolicy{MaxAttempts: 2, InitialInterval: 10 * time.Millisecond})
+	}
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	var out, errOut syncBuffer
