@@ -24,7 +24,9 @@ import (
 	"github.com/sagaflow/sagaflow/engine"
 	"github.com/sagaflow/sagaflow/examples/orders"
 	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/telemetry"
+	"github.com/sagaflow/sagaflow/transport/inmem"
 	"github.com/sagaflow/sagaflow/transport/rabbitmq"
 	"github.com/sagaflow/sagaflow/workflows"
 )
@@ -440,16 +442,18 @@ func (s *syncBuffer) lines() []map[string]any {
 // a participant nobody serves, then starts a new engine on the same store
 // with the participants: the resumed saga's steps, the participant's
 // handling and the replies stay in the trace the saga started in. It also
-// checks that a line logged while handling a message carries trace_id,
-// span_id and saga_id.
+// checks that lines logged while handling a message carry trace_id,
+// span_id and saga_id, and the in-flight, outbox-lag, step-duration and
+// dead-letter metrics around the restart.
 func TestResumedSagaStaysInItsTrace(t *testing.T) {
 	dir := t.TempDir()
 	logs := &syncBuffer{}
-	first := &tracedEngine{spans: tracetest.NewSpanRecorder()}
+	first := &tracedEngine{spans: tracetest.NewSpanRecorder(), reader: sdkmetric.NewManualReader()}
 	tp1 := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(first.spans))
 	e1 := registerWorkflowOnly(engine.New(engine.Options{
 		DataDir: dir, AdminAddr: engine.AdminOff, TracerProvider: tp1,
-		Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+		MeterProvider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(first.reader)),
+		Logger:        slog.New(slog.NewJSONHandler(logs, nil)),
 	}))
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -468,6 +472,19 @@ func TestResumedSagaStaysInItsTrace(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// While it waits: one saga in flight, and its command has been
+	// waiting in the outbox since its commit.
+	var waiting metricdata.ResourceMetrics
+	if err := first.reader.Collect(context.Background(), &waiting); err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := gaugeInt(waiting, telemetry.MetricSagasInFlight); !ok || n != 1 {
+		t.Errorf("%s = %d (reported %v) while the saga waits, want 1", telemetry.MetricSagasInFlight, n, ok)
+	}
+	if m, ok := findMetric(waiting, telemetry.MetricOutboxLag); !ok || len(m.Data.(metricdata.Gauge[float64]).DataPoints) != 1 ||
+		m.Data.(metricdata.Gauge[float64]).DataPoints[0].Value <= 0 {
+		t.Errorf("%s = %+v, want the age of the unpublished command, above 0", telemetry.MetricOutboxLag, m.Data)
+	}
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("first engine: %v", err)
@@ -483,7 +500,10 @@ func TestResumedSagaStaysInItsTrace(t *testing.T) {
 	}
 
 	restartAt := time.Now()
-	second := newTracedEngine(t, engine.Options{DataDir: dir}, func(e *engine.Engine) *engine.Engine {
+	tr2 := inmem.New(inmem.WithLogger(quietLogger()))
+	t.Cleanup(func() { _ = tr2.Close() })
+	logs2 := &syncBuffer{}
+	second := newTracedEngine(t, engine.Options{DataDir: dir, Transport: tr2, Logger: slog.New(slog.NewJSONHandler(logs2, nil))}, func(e *engine.Engine) *engine.Engine {
 		return e.Register(orders.Messages()...).Register(orders.Inventory(), orders.Payments(), orders.Shipping(), orders.Workflow(fastRetry))
 	})
 	if s := waitSaga(t, second.e, id); s.Status != workflows.StatusCompleted {
@@ -515,6 +535,36 @@ func TestResumedSagaStaysInItsTrace(t *testing.T) {
 	}
 	if got := sumInt(rm, telemetry.MetricSagasCompleted); got != 1 {
 		t.Errorf("%s = %d in the engine that finished the saga, want 1", telemetry.MetricSagasCompleted, got)
+	}
+
+	// A reply to the finished saga is dead-lettered: counted, and logged
+	// with the handling span's IDs and the saga's ID.
+	stray := message.Envelope{ID: message.NewID(), Kind: message.KindReply, Type: message.FailureType, Source: "test",
+		Destination: "sagaflow", Key: id, SagaID: id, CausationID: message.NewID(), OccurredAt: time.Now(),
+		Payload: []byte(`{"reason":"late","retryable":false}`)}
+	if err := tr2.Publish(context.Background(), stray); err != nil {
+		t.Fatal(err)
+	}
+	var deadLine map[string]any
+	for deadline := time.Now().Add(15 * time.Second); deadLine == nil && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		for _, l := range logs2.lines() {
+			if l["msg"] == "dead-lettering message" && l["message_id"] == stray.ID {
+				deadLine = l
+			}
+		}
+	}
+	if deadLine == nil {
+		t.Fatal("the stray reply was not dead-lettered")
+	}
+	if deadLine["saga_id"] != id || deadLine["trace_id"] == nil || deadLine["span_id"] == nil {
+		t.Errorf("dead-letter log line %v: want saga_id %s, trace_id and span_id", deadLine, id)
+	}
+	rm = metricdata.ResourceMetrics{}
+	if err := second.reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	if got := sumInt(rm, telemetry.MetricDeadLetters, attribute.String("messaging.destination.name", "sagaflow"), attribute.String("sagaflow.message.type", message.FailureType)); got != 1 {
+		t.Errorf("%s{sagaflow, %s} = %d, want 1", telemetry.MetricDeadLetters, message.FailureType, got)
 	}
 	for _, name := range []string{"aggregate.handle inventory.ReserveStock.v1", "aggregate.handle payments.ChargePayment.v1", "aggregate.handle shipping.ShipOrder.v1"} {
 		for _, s := range ix.named(name, "", "") {
