@@ -9,6 +9,7 @@ import (
 	"github.com/sagaflow/sagaflow/aggregate"
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/store"
+	"github.com/sagaflow/sagaflow/telemetry"
 	"github.com/sagaflow/sagaflow/transport"
 )
 
@@ -54,6 +55,8 @@ func (a *aggregateEntity) load(ctx context.Context) error {
 
 func (a *aggregateEntity) handle(ctx context.Context, d transport.Delivery) {
 	env := d.Envelope()
+	ctx, span := a.deps.startAggregateSpan(a.deps.handlingContext(ctx, d, env.SagaID), a.typ, a.id, env)
+	defer span.End()
 	if env.Kind != message.KindCommand {
 		a.deps.deadLetter(d, fmt.Errorf("aggregate %s accepts commands, got a %s of type %q", a.typ.Name(), env.Kind, env.Type))
 		return
@@ -87,10 +90,12 @@ func (a *aggregateEntity) handle(ctx context.Context, d transport.Delivery) {
 			}
 			continue
 		}
+		a.deps.stampMessages(ctx, commit.Outbox)
 		lastErr = a.deps.Store.Append(ctx, commit.Commit)
 		switch {
 		case lastErr == nil:
 			prevSeq := a.seq
+			markRejection(span, commit.Outbox, len(events))
 			a.version, a.seq = commit.Version, a.seq+uint64(len(events))
 			a.state = commit.stateAfter
 			a.deps.dispatch(ctx, commit.Outbox)
@@ -107,7 +112,9 @@ func (a *aggregateEntity) handle(ctx context.Context, d transport.Delivery) {
 			a.loaded = false
 		}
 	}
-	a.deps.retryLater(d, fmt.Errorf("aggregate %s %s: command %s not committed after %d attempts: %w", a.typ.Name(), a.id, env.ID, a.deps.commitAttempts(), lastErr))
+	err = fmt.Errorf("aggregate %s %s: command %s not committed after %d attempts: %w", a.typ.Name(), a.id, env.ID, a.deps.commitAttempts(), lastErr)
+	telemetry.RecordError(span, err)
+	a.deps.retryLater(d, err)
 }
 
 // pendingCommit is a commit plus the state it leads to.
@@ -176,18 +183,18 @@ func (a *aggregateEntity) decide(cmdEnv message.Envelope, cmd any) (pendingCommi
 func (a *aggregateEntity) replayReply(ctx context.Context, cmdEnv message.Envelope) {
 	version, ok, err := a.deps.Store.Handled(ctx, a.stream, cmdEnv.ID)
 	if err != nil || !ok {
-		a.deps.Logger.Warn("duplicate command: recorded reply not found", "stream", a.stream, "message_id", cmdEnv.ID, "err", err)
+		a.deps.Logger.WarnContext(ctx, "duplicate command: recorded reply not found", "stream", a.stream, "message_id", cmdEnv.ID, "err", err)
 		return
 	}
 	commits, err := a.deps.Store.Load(ctx, a.stream, version)
 	if err != nil || len(commits) == 0 {
-		a.deps.Logger.Warn("duplicate command: load of recorded reply failed", "stream", a.stream, "version", version, "err", err)
+		a.deps.Logger.WarnContext(ctx, "duplicate command: load of recorded reply failed", "stream", a.stream, "version", version, "err", err)
 		return
 	}
 	for _, m := range commits[0].Outbox {
 		if m.Kind == message.KindReply && m.CausationID == cmdEnv.ID {
 			if err := a.deps.Transport.Publish(ctx, m); err != nil {
-				a.deps.Logger.Warn("duplicate command: reply re-publish failed", "message_id", m.ID, "err", err)
+				a.deps.Logger.WarnContext(ctx, "duplicate command: reply re-publish failed", "message_id", m.ID, "err", err)
 			}
 		}
 	}

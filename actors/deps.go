@@ -9,6 +9,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/store"
+	"github.com/sagaflow/sagaflow/telemetry"
 	"github.com/sagaflow/sagaflow/transport"
 	"github.com/sagaflow/sagaflow/workflows"
 )
@@ -53,6 +54,9 @@ type Deps struct {
 	// Breakers, when set, hold sagas back from services whose circuit is
 	// open (see Breakers).
 	Breakers *Breakers
+	// Telemetry makes the saga and aggregate spans and counts the saga
+	// metrics (nil: none; trace context still propagates, W3C).
+	Telemetry *telemetry.Instruments
 
 	// wake is the timer service's wake-up, told of each timer this
 	// process commits (see TimerService).
@@ -126,14 +130,14 @@ func (d *Deps) dispatch(ctx context.Context, msgs []message.Envelope) {
 	sent := make([]string, 0, len(msgs))
 	for _, m := range msgs {
 		if err := d.Transport.Publish(ctx, m); err != nil {
-			d.Logger.Warn("publish failed; the outbox relay will retry", "message_id", m.ID, "type", m.Type, "err", err)
+			d.Logger.WarnContext(ctx, "publish failed; the outbox relay will retry", "message_id", m.ID, "type", m.Type, "err", err)
 			continue
 		}
 		sent = append(sent, m.ID)
 	}
 	if len(sent) > 0 {
 		if err := d.Store.MarkDispatched(ctx, sent...); err != nil {
-			d.Logger.Warn("mark dispatched failed; messages may be published again", "count", len(sent), "err", err)
+			d.Logger.WarnContext(ctx, "mark dispatched failed; messages may be published again", "count", len(sent), "err", err)
 		}
 	}
 }
@@ -143,9 +147,9 @@ func (d *Deps) deadLetter(dl transport.Delivery, reason error) {
 	ctx, cancel := d.settleCtx()
 	defer cancel()
 	e := dl.Envelope()
-	d.Logger.Warn("dead-lettering message", "message_id", e.ID, "type", e.Type, "key", e.Key, "reason", reason)
+	d.Logger.WarnContext(d.logCtx(dl), "dead-lettering message", "message_id", e.ID, "type", e.Type, "key", e.Key, "reason", reason)
 	if err := dl.DeadLetter(ctx, reason); err != nil {
-		d.Logger.Error("dead-letter failed", "message_id", e.ID, "err", err)
+		d.Logger.ErrorContext(d.logCtx(dl), "dead-letter failed", "message_id", e.ID, "err", err)
 	}
 }
 
@@ -155,7 +159,7 @@ func (d *Deps) ack(dl transport.Delivery) {
 	ctx, cancel := d.settleCtx()
 	defer cancel()
 	if err := dl.Ack(ctx); err != nil {
-		d.Logger.Warn("ack failed; the message will be redelivered", "message_id", dl.Envelope().ID, "err", err)
+		d.Logger.WarnContext(d.logCtx(dl), "ack failed; the message will be redelivered", "message_id", dl.Envelope().ID, "err", err)
 	}
 }
 
@@ -168,9 +172,9 @@ func (d *Deps) retryLater(dl transport.Delivery, reason error) {
 	defer cancel()
 	delay := backoffDelay(dl.Attempt(), d.RetryDelay, d.MaxRetryDelay)
 	e := dl.Envelope()
-	d.Logger.Warn("handing message back for a delayed retry", "message_id", e.ID, "type", e.Type, "key", e.Key, "attempt", dl.Attempt(), "delay", delay, "reason", reason)
+	d.Logger.WarnContext(d.logCtx(dl), "handing message back for a delayed retry", "message_id", e.ID, "type", e.Type, "key", e.Key, "attempt", dl.Attempt(), "delay", delay, "reason", reason)
 	if err := dl.Retry(ctx, delay, reason); err != nil {
-		d.Logger.Error("delayed retry failed; the message will be redelivered", "message_id", e.ID, "err", err)
+		d.Logger.ErrorContext(d.logCtx(dl), "delayed retry failed; the message will be redelivered", "message_id", e.ID, "err", err)
 	}
 }
 
@@ -194,6 +198,6 @@ func (d *Deps) requeue(dl transport.Delivery, reason error) {
 	ctx, cancel := d.settleCtx()
 	defer cancel()
 	if err := dl.Requeue(ctx, reason); err != nil {
-		d.Logger.Error("requeue failed", "message_id", dl.Envelope().ID, "err", err)
+		d.Logger.ErrorContext(d.logCtx(dl), "requeue failed", "message_id", dl.Envelope().ID, "err", err)
 	}
 }

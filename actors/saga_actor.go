@@ -8,6 +8,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/store"
+	"github.com/sagaflow/sagaflow/telemetry"
 	"github.com/sagaflow/sagaflow/transport"
 	"github.com/sagaflow/sagaflow/workflows"
 )
@@ -46,6 +47,8 @@ type SagaSnapshot struct {
 	History []workflows.Record
 	// Handled holds the IDs of the messages the saga consumed.
 	Handled map[string]struct{}
+	// Trace holds the W3C headers of the saga's root span (see saga_trace.go).
+	Trace map[string]string
 }
 
 // LoadSaga reads saga id from the store (ErrNotFound when it does not exist).
@@ -74,6 +77,9 @@ func LoadSaga(ctx context.Context, deps *Deps, id string) (SagaSnapshot, error) 
 			}
 			snap.Instance = t.Instance
 			snap.History = append(snap.History, t.Records...)
+			if h := commitTrace(e); h != nil {
+				snap.Trace = h
+			}
 		}
 		snap.Version = c.Version
 	}
@@ -91,7 +97,9 @@ var (
 // StartSaga creates saga id of workflow wf from input, durably, and then
 // asks the saga's actor to take its first step. Starting an ID that exists
 // returns ErrSagaExists and changes nothing.
-func StartSaga(ctx context.Context, deps *Deps, wf workflows.Workflow, id, correlationID string, input []byte) error {
+func StartSaga(ctx context.Context, deps *Deps, wf workflows.Workflow, id, correlationID string, input []byte) (err error) {
+	ctx, span := deps.startRootSpan(ctx, wf, id)
+	defer func() { telemetry.RecordError(span, err); span.End() }()
 	env := deps.machineEnv()
 	dec, err := workflows.Start(wf, env, id, correlationID, input)
 	if err != nil {
@@ -112,16 +120,19 @@ func createSaga(ctx context.Context, deps *Deps, dec workflows.Decision, handled
 	resume.Destination, resume.Source, resume.SagaID, resume.CorrelationID = deps.SagaQueue, deps.Source, id, correlationID
 	resume.OccurredAt = dec.Instance.CreatedAt
 	dec.Send = append(dec.Send, resume)
+	deps.stampMessages(ctx, dec.Send)
 	c, err := sagaCommit(deps, dec, 1, handled)
 	if err != nil {
 		return err
 	}
+	stampCommitTrace(&c, traceHeaders(ctx, deps.Telemetry.Prop()))
 	if err := deps.Store.Append(ctx, c); err != nil {
 		if errors.Is(err, store.ErrConcurrency) || errors.Is(err, store.ErrAlreadyHandled) {
 			return fmt.Errorf("start saga %s: %w", id, ErrSagaExists)
 		}
 		return fmt.Errorf("start saga %s: %w", id, err)
 	}
+	deps.Telemetry.SagaCount(ctx, telemetry.MetricSagasStarted, dec.Instance.Workflow)
 	deps.timersSet(c.Timers)
 	deps.dispatch(ctx, c.Outbox)
 	return nil
@@ -178,6 +189,7 @@ type sagaEntity struct {
 	snap    SagaSnapshot
 	state   any
 	workflw workflows.Workflow
+	spans   *sagaSpans // see saga_trace.go
 }
 
 func (s *sagaEntity) load(ctx context.Context) error {
@@ -196,6 +208,7 @@ func (s *sagaEntity) load(ctx context.Context) error {
 var errNoWorkflow = errors.New("no workflow")
 
 func (s *sagaEntity) handle(ctx context.Context, d transport.Delivery) {
+	ctx = s.deps.handlingContext(ctx, d, s.id)
 	env := d.Envelope()
 	body, err := s.deps.decode(ctx, env)
 	if err != nil {
@@ -244,15 +257,22 @@ func (s *sagaEntity) handle(ctx context.Context, d transport.Delivery) {
 			s.deps.ack(d)
 			return
 		}
+		s.beginStepSpans(ctx, &dec)
 		c, err := sagaCommit(s.deps, dec, s.snap.Version+1, env.ID)
 		if err != nil {
+			s.abortStepSpans(err)
 			s.deps.deadLetter(d, err)
 			return
 		}
+		stampCommitTrace(&c, s.snap.Trace)
 		lastErr = s.deps.Store.Append(ctx, c)
+		if lastErr != nil {
+			s.abortStepSpans(lastErr)
+		}
 		switch {
 		case lastErr == nil:
 			s.deps.observe(s.snap.Instance, env, body)
+			s.commitStepSpans(ctx, dec)
 			s.snap.Instance, s.snap.Version, s.state = dec.Instance, c.Version, dec.State
 			s.snap.Handled[env.ID] = struct{}{}
 			s.snap.History = nil // kept only when loaded; not needed to decide
@@ -307,13 +327,13 @@ func (s *sagaEntity) settleRefused(d transport.Delivery, env message.Envelope, e
 	case env.Type == workflows.TypeTimerFired && errors.Is(err, workflows.ErrStale):
 		s.deps.ack(d)
 	case env.Type == workflows.TypeCancel && errors.Is(err, workflows.ErrTerminal):
-		s.deps.Logger.Info("cancel of a finished saga ignored", "saga_id", s.id, "status", s.snap.Instance.Status)
+		s.deps.Logger.InfoContext(s.deps.logCtx(d), "cancel of a finished saga ignored", "saga_id", s.id, "status", s.snap.Instance.Status)
 		s.deps.ack(d)
 	case env.Type == workflows.TypeSignal && errors.Is(err, workflows.ErrTerminal),
 		env.Type == workflows.TypeRetry && errors.Is(err, workflows.ErrNotParked):
 		// The engine checked the status before sending; the saga moved on
 		// since. Nothing to park.
-		s.deps.Logger.Info("operator message no longer applies; ignored", "saga_id", s.id, "type", env.Type, "status", s.snap.Instance.Status, "err", err)
+		s.deps.Logger.InfoContext(s.deps.logCtx(d), "operator message no longer applies; ignored", "saga_id", s.id, "type", env.Type, "status", s.snap.Instance.Status, "err", err)
 		s.deps.ack(d)
 	default:
 		s.deps.deadLetter(d, err)

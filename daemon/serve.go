@@ -49,6 +49,11 @@ func serveCommand(setup Setup, stdout, stderr io.Writer) *cli.Command {
 			opts := s.opts
 			ctx, stop := signalContext(ctx, opts.Logger)
 			defer stop()
+			flushTelemetry, err := setupTelemetry(ctx, &opts)
+			if err != nil {
+				return err
+			}
+			defer flushTelemetry()
 			if uri := s.mongoURI; uri != "" {
 				st, err := mongostore.Open(ctx, uri, mongostore.WithLogger(opts.Logger))
 				if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/sagaflow/sagaflow/shred"
 	"github.com/sagaflow/sagaflow/store"
 	"github.com/sagaflow/sagaflow/store/embedded"
+	"github.com/sagaflow/sagaflow/telemetry"
 	"github.com/sagaflow/sagaflow/transport"
 	"github.com/sagaflow/sagaflow/transport/inmem"
 	"github.com/sagaflow/sagaflow/workflows"
@@ -47,6 +48,7 @@ type Engine struct {
 	opts     Options
 	registry *message.Registry
 	logger   *slog.Logger
+	tel      *telemetry.Instruments
 
 	mu         sync.RWMutex
 	workflows  map[string]map[int]workflows.Workflow
@@ -81,7 +83,7 @@ func New(opts Options) *Engine {
 	e := &Engine{
 		opts:       opts,
 		registry:   message.NewRegistry(nil),
-		logger:     opts.Logger,
+		logger:     slog.New(telemetry.NewLogHandler(opts.Logger.Handler())),
 		workflows:  make(map[string]map[int]workflows.Workflow),
 		aggregates: make(map[string]aggregate.Type),
 		ready:      make(chan struct{}),
@@ -89,6 +91,11 @@ func New(opts Options) *Engine {
 	if err := actors.RegisterMessages(e.registry); err != nil {
 		e.regErrs = append(e.regErrs, err)
 	}
+	tel, err := telemetry.NewInstruments(opts.TracerProvider, opts.MeterProvider, opts.Propagator)
+	if err != nil {
+		e.regErrs = append(e.regErrs, err)
+	}
+	e.tel = tel
 	if err := opts.validate(); err != nil {
 		e.regErrs = append(e.regErrs, err)
 	}
@@ -238,12 +245,19 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		defer closeLogged(e.logger, "transport", tr.Close)
 	}
 	gate := newDrainGate(tr)
+	tracedStore, tracedTransport := e.traced(st, gate)
 	e.deps = &actors.Deps{
-		Store: st, Transport: gate, Registry: e.registry, Logger: e.logger, Now: o.Now,
+		Store: tracedStore, Transport: tracedTransport, Registry: e.registry, Logger: e.logger, Now: o.Now,
 		SagaQueue: o.Name, Source: o.Name, Workflows: e.workflow,
 		RetryDelay: o.RetryDelay, MaxRetryDelay: o.MaxRetryDelay, Breakers: e.breakers(),
-		Sealer: shred.New(st, e.registry, shred.WithLogger(e.logger), shred.WithClock(o.Now)),
+		Sealer:    shred.New(st, e.registry, shred.WithLogger(e.logger), shred.WithClock(o.Now)),
+		Telemetry: e.tel,
 	}
+	unobserve, err := e.observe(st, tracedTransport, tr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = unobserve() }()
 	if err := e.declare(ctx); err != nil {
 		return err
 	}

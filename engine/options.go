@@ -6,7 +6,13 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sagaflow/sagaflow/store"
+	"github.com/sagaflow/sagaflow/telemetry"
 	"github.com/sagaflow/sagaflow/transport"
 )
 
@@ -65,6 +71,15 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the engine's clock (default time.Now).
 	Now func() time.Time
+	// TracerProvider makes the engine's spans (default the global one,
+	// otel.GetTracerProvider(), a no-op until the application sets one).
+	// telemetry.Setup builds one from the OTEL_* environment variables.
+	TracerProvider trace.TracerProvider
+	// MeterProvider makes the engine's metrics (default the global one).
+	MeterProvider metric.MeterProvider
+	// Propagator carries trace context in message headers (default W3C
+	// trace context and baggage, whatever the global propagator is).
+	Propagator propagation.TextMapPropagator
 }
 
 // AdminOff is the AdminAddr value that disables the admin API.
@@ -103,6 +118,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.TracerProvider == nil {
+		o.TracerProvider = otel.GetTracerProvider()
+	}
+	if o.MeterProvider == nil {
+		o.MeterProvider = otel.GetMeterProvider()
+	}
+	if o.Propagator == nil {
+		o.Propagator = telemetry.Propagator()
 	}
 	return o
 }

@@ -33,6 +33,8 @@ const (
 	HeaderTraceParent = "traceparent"
 	// HeaderTraceState carries the W3C trace state.
 	HeaderTraceState = "tracestate"
+	// HeaderBaggage carries W3C baggage.
+	HeaderBaggage = "baggage"
 	// HeaderReplyTo names the destination a reply to a command goes to.
 	HeaderReplyTo = "sagaflow-reply-to"
 )

@@ -220,7 +220,7 @@ func (s *session) dispatch(ctx context.Context, p int, pq *partQueue, done <-cha
 				}
 				continue
 			}
-			d.env = env
+			d.env = withTraceHeaders(env, d.raw.Headers)
 			h(ctx, d)
 		}
 	}

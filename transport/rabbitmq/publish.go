@@ -177,6 +177,7 @@ func (t *Transport) Publish(ctx context.Context, e message.Envelope) error {
 		MessageId:    e.ID,
 		Type:         e.Type,
 		Timestamp:    time.Now(),
+		Headers:      traceHeaders(e),
 		Body:         body,
 	}
 	if e.Kind == message.KindEvent {

@@ -134,6 +134,8 @@ type Transport struct {
 	pool    []*pubChan
 	nextPub atomic.Uint64
 
+	reconnects atomic.Uint64 // connections recovered (see Reconnects)
+
 	topoMu   sync.Mutex // one caller at a time on topo
 	topo     *amqp.Channel
 	declared sync.Map // queue name -> true, declared by this transport
@@ -445,6 +447,9 @@ func (l *link) onState(sc *amqp.StateChanged) {
 	case sc.Err != nil:
 		log.Error("rabbitmq: connection recovery gave up", "err", sc.Err)
 	case sc.To == amqp.StateOpen:
+		if sc.From == amqp.StateReconnecting {
+			l.t.reconnects.Add(1)
+		}
 		log.Info("rabbitmq: connection open", "skipped_topology", len(sc.SkippedTopologyEntities))
 		if l.role == "consume" {
 			l.t.reapDirty()
