@@ -58,6 +58,7 @@ type Definition[S any] struct {
 	cmdOrder      []reflect.Type
 	evtOrder      []reflect.Type
 	problems      []error
+	publish       publishing // public event mappers (publish.go)
 }
 
 // New defines an aggregate type called name whose commands arrive on the
