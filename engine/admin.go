@@ -60,6 +60,9 @@ type StartResponse struct {
 //	POST /v1/dead-letters/{id}/replay, /v1/dead-letters/{id}/discard: one letter -> DeadLetterResult (404 when missing)
 //	GET  /v1/workflows               registered workflows with steps and Mermaid -> WorkflowsResponse
 //	GET  /v1/workflows/{name}        one (query: version, default the latest) -> WorkflowInfo
+//	GET  /v1/projections, /v1/projections/{name}, POST /v1/projections/{name}/rebuild,
+//	GET  /v1/readmodels/{model}, /v1/readmodels/{model}/{key}, /v1/readmodels/stream:
+//	                                 projections and read models (see projectionRoutes)
 //	GET  /healthz                    the process is up
 //	GET  /readyz                     the engine runs, its store answers, its transport is connected
 //
@@ -87,6 +90,7 @@ func (e *Engine) AdminHandler() http.Handler {
 	mux.HandleFunc("POST /v1/sagas/{id}/signal", e.handleSignal)
 	mux.HandleFunc("POST /v1/sagas/{id}/retry", e.handleRetry)
 	e.deadLetterRoutes(mux)
+	e.projectionRoutes(mux) // projections and read models: admin_projections.go
 	mux.HandleFunc("GET /v1/workflows", e.handleWorkflows)
 	mux.HandleFunc("GET /v1/workflows/{name}", e.handleWorkflow)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -133,7 +137,7 @@ func (e *Engine) HandleAdmin(pattern string, h http.Handler) {
 		for _, m := range e.adminMounts {
 			scratch.Handle(m.pattern, m.handler)
 		}
-		for _, p := range append(builtinAdminPatterns, deadLetterPatterns...) {
+		for _, p := range append(append(builtinAdminPatterns, deadLetterPatterns...), projectionPatterns...) {
 			scratch.Handle(p, http.NotFoundHandler())
 		}
 		scratch.Handle(pattern, h)

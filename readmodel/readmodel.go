@@ -118,6 +118,9 @@ type Store interface {
 	// Position > after, in order, and the oldest position the log still
 	// holds (0 when it is empty): entries older than that were trimmed.
 	Changes(ctx context.Context, model string, after uint64, limit int) (changes []Change, oldest uint64, err error)
+	// Head returns the latest change-log position of model (0 when it
+	// never changed); it survives Drop.
+	Head(ctx context.Context, model string) (uint64, error)
 	// Drop removes every document and checkpoint of model and its change
 	// log; the change-log position keeps counting from where it was.
 	Drop(ctx context.Context, model string) error

@@ -301,6 +301,19 @@ func (s *Store) Changes(_ context.Context, model string, after uint64, limit int
 	return out, oldest, err
 }
 
+// Head implements readmodel.Store.
+func (s *Store) Head(_ context.Context, model string) (uint64, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	var head uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		head = u64(tx.Bucket(bucketHeads).Get([]byte(model)))
+		return nil
+	})
+	return head, err
+}
+
 // Drop implements readmodel.Store.
 func (s *Store) Drop(_ context.Context, model string) error {
 	if err := s.check(); err != nil {

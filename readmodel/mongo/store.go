@@ -493,6 +493,14 @@ func (s *Store) oldest(ctx context.Context, model string) (uint64, error) {
 	return uint64(r.Position), nil
 }
 
+// Head implements readmodel.Store.
+func (s *Store) Head(ctx context.Context, model string) (uint64, error) {
+	if err := s.check(); err != nil {
+		return 0, err
+	}
+	return s.readHead(ctx, model)
+}
+
 // Drop implements readmodel.Store.
 func (s *Store) Drop(ctx context.Context, model string) error {
 	if err := s.check(); err != nil {

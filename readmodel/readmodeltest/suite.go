@@ -320,6 +320,9 @@ func testChangeLogWindow(t *testing.T, open Opener) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if h, err := s.Head(ctxT(t), "m"); err != nil || h != 12 {
+		t.Fatalf("head %d %v, want 12", h, err)
+	}
 	if oldest != 8 || len(ch) != 5 || ch[0].Position != 8 || ch[4].Position != 12 {
 		t.Fatalf("window of 5 after 12 changes: oldest %d, %d changes from %v; want 8..12", oldest, len(ch), ch)
 	}
@@ -342,6 +345,9 @@ func testDrop(t *testing.T, open Opener) {
 	}
 	if ch, _, _ := s.Changes(ctxT(t), "m", 0, 0); len(ch) != 0 {
 		t.Fatalf("changes after drop: %v, want none", ch)
+	}
+	if h, err := s.Head(ctxT(t), "m"); err != nil || h != 2 {
+		t.Fatalf("head after drop: %d %v, want 2 (kept)", h, err)
 	}
 	if counter(t, s, "keep", "a") != 1 || checkpoint(t, s, "keep", "s") != 1 {
 		t.Fatal("drop of m touched model keep")
