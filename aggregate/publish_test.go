@@ -58,8 +58,12 @@ func TestInternalChangeLeavesPublicEventUnchanged(t *testing.T) {
 	for _, r := range []*message.Registry{regBefore, regAfter} {
 		message.MustRegister[classificationUpdated](r, "crm.public.CustomerClassificationUpdated.v1")
 	}
-	before := customer(func(e *classifiedBefore) (*classificationUpdated, error) { return &classificationUpdated{Class: e.Class}, nil })
-	after := customer(func(e *classifiedAfter) (*classificationUpdated, error) { return &classificationUpdated{Class: e.Class}, nil })
+	before := customer(func(e *classifiedBefore) (*classificationUpdated, error) {
+		return &classificationUpdated{Class: e.Class}, nil
+	})
+	after := customer(func(e *classifiedAfter) (*classificationUpdated, error) {
+		return &classificationUpdated{Class: e.Class}, nil
+	})
 
 	evBefore := &classifiedBefore{Class: "B", Score: 72}
 	evAfter := &classifiedAfter{Class: "B", Confidence: 0.72, Model: "rfm-2"}
