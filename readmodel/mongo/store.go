@@ -185,19 +185,29 @@ func (s *Store) check() error {
 	return nil
 }
 
-// readHead returns the model's stored head position.
-func (s *Store) readHead(ctx context.Context, model string) (uint64, error) {
-	var h struct {
-		Pos int64 `bson:"pos"`
-	}
+// headDoc is a model's rm_heads document: the last position written and
+// the position the model was last dropped at.
+type headDoc struct {
+	Pos   int64 `bson:"pos"`
+	Floor int64 `bson:"floor"`
+}
+
+func (s *Store) readHeadDoc(ctx context.Context, model string) (headDoc, error) {
+	var h headDoc
 	err := s.heads.FindOne(ctx, bson.D{{Key: "_id", Value: model}}).Decode(&h)
 	if errors.Is(err, mongo.ErrNoDocuments) {
-		return 0, nil
+		return headDoc{}, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("read model %s: read head: %w", model, err)
+		return headDoc{}, fmt.Errorf("read model %s: read head: %w", model, err)
 	}
-	return uint64(h.Pos), nil
+	return h, nil
+}
+
+// readHead returns the model's stored head position.
+func (s *Store) readHead(ctx context.Context, model string) (uint64, error) {
+	h, err := s.readHeadDoc(ctx, model)
+	return uint64(h.Pos), err
 }
 
 // repair brings m up to date with the stored intents: it re-applies, in
@@ -269,12 +279,15 @@ func (s *Store) trim(ctx context.Context, model string, first, last uint64) erro
 	for p := max(first, s.cfg.logSize+1); p <= last; p++ {
 		ids = append(ids, posID(model, p-s.cfg.logSize))
 	}
-	filter := bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}}
-	if _, err := s.log.DeleteMany(ctx, filter); err != nil {
-		return fmt.Errorf("read model %s: trim change log: %w", model, err)
-	}
-	if _, err := s.events.DeleteMany(ctx, filter); err != nil {
-		return fmt.Errorf("read model %s: trim intents: %w", model, err)
+	// One _id equality delete each (FerretDB scans for $in).
+	for _, id := range ids {
+		filter := bson.D{{Key: "_id", Value: id}}
+		if _, err := s.log.DeleteOne(ctx, filter); err != nil {
+			return fmt.Errorf("read model %s: trim change log: %w", model, err)
+		}
+		if _, err := s.events.DeleteOne(ctx, filter); err != nil {
+			return fmt.Errorf("read model %s: trim intents: %w", model, err)
+		}
 	}
 	return nil
 }
@@ -445,7 +458,8 @@ func (s *Store) Checkpoint(ctx context.Context, model, stream string) (uint64, e
 	return uint64(r.Seq), nil
 }
 
-// Changes implements readmodel.Store: one _id lookup per position.
+// Changes implements readmodel.Store: one read of the head document,
+// then one _id lookup per position.
 func (s *Store) Changes(ctx context.Context, model string, after uint64, limit int) ([]readmodel.Change, uint64, error) {
 	if err := s.check(); err != nil {
 		return nil, 0, err
@@ -453,20 +467,22 @@ func (s *Store) Changes(ctx context.Context, model string, after uint64, limit i
 	if err := readmodel.ValidName("model", model); err != nil {
 		return nil, 0, err
 	}
-	head, err := s.readHead(ctx, model)
+	h, err := s.readHeadDoc(ctx, model)
 	if err != nil {
 		return nil, 0, err
 	}
-	if head == 0 {
+	// The log holds (floor, head], and at most the last logSize of them.
+	head, floor := uint64(h.Pos), uint64(h.Floor)
+	if head <= floor {
 		return nil, 0, nil
 	}
-	oldest, err := s.oldest(ctx, model)
-	if err != nil {
-		return nil, 0, err
+	oldest := floor + 1
+	if head > s.cfg.logSize {
+		oldest = max(oldest, head-s.cfg.logSize+1)
 	}
 	limit = readmodel.ClampLimit(limit)
 	var out []readmodel.Change
-	for p := max(after+1, oldest); p <= head && len(out) < limit && oldest > 0; p++ {
+	for p := max(after+1, oldest); p <= head && len(out) < limit; p++ {
 		var r changeRecord
 		err := s.log.FindOne(ctx, bson.D{{Key: "_id", Value: posID(model, p)}}).Decode(&r)
 		if errors.Is(err, mongo.ErrNoDocuments) {
@@ -478,19 +494,6 @@ func (s *Store) Changes(ctx context.Context, model string, after uint64, limit i
 		out = append(out, r.change())
 	}
 	return out, oldest, nil
-}
-
-// oldest finds the first position the change log holds (0 when empty).
-func (s *Store) oldest(ctx context.Context, model string) (uint64, error) {
-	var r changeRecord
-	err := s.log.FindOne(ctx, bson.D{{Key: "model", Value: model}}, options.FindOne().SetSort(bson.D{{Key: "_id", Value: 1}})).Decode(&r)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read model %s: oldest change: %w", model, err)
-	}
-	return uint64(r.Position), nil
 }
 
 // Head implements readmodel.Store.
@@ -516,6 +519,12 @@ func (s *Store) Drop(ctx context.Context, model string) error {
 		if err := s.repair(ctx, model, m); err != nil {
 			return err
 		}
+	}
+	// The floor goes first: from then on the log reads as empty up to it.
+	if _, err := s.heads.UpdateOne(ctx, bson.D{{Key: "_id", Value: model}},
+		bson.D{{Key: "$max", Value: bson.D{{Key: "pos", Value: int64(m.head)}, {Key: "floor", Value: int64(m.head)}}}},
+		options.UpdateOne().SetUpsert(true)); err != nil {
+		return fmt.Errorf("read model %s: drop: write floor: %w", model, err)
 	}
 	for _, c := range []*mongo.Collection{s.events, s.docs, s.log, s.cps} {
 		if _, err := c.DeleteMany(ctx, bson.D{{Key: "model", Value: model}}); err != nil {
