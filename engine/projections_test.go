@@ -14,6 +14,7 @@ import (
 	"github.com/sagaflow/sagaflow/actors"
 	"github.com/sagaflow/sagaflow/engine"
 	"github.com/sagaflow/sagaflow/examples/customers"
+	"github.com/sagaflow/sagaflow/projection"
 	"github.com/sagaflow/sagaflow/readmodel"
 	rmmongo "github.com/sagaflow/sagaflow/readmodel/mongo"
 )
@@ -411,4 +412,26 @@ func TestReadModelChangesOverSSE(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+func TestProjectionRegistrationErrors(t *testing.T) {
+	type unregistered struct{ X int }
+	p := projection.New("p")
+	projection.On(p, func(context.Context, readmodel.Tx, *unregistered, projection.Meta) error { return nil })
+	e := engine.New(engine.Options{DataDir: t.TempDir(), AdminAddr: engine.AdminOff}).Register(p, p, projection.New(""))
+	err := e.Err()
+	for _, want := range []string{`projection "p"`, "register it with engine.Message first", "handles no event"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("registration error %v lacks %q", err, want)
+		}
+	}
+	// An aggregate whose public event type is not registered.
+	e2 := engine.New(engine.Options{DataDir: t.TempDir(), AdminAddr: engine.AdminOff}).Register(
+		engine.Message[customers.Register]("crm.Register.v1"), engine.Message[customers.Classify]("crm.Classify.v1"),
+		engine.Message[customers.AddNote]("crm.AddNote.v1"), engine.Message[customers.Registered]("crm.Registered.v1"),
+		engine.Message[customers.Classified]("crm.Classified.v1"), engine.Message[customers.NoteAdded]("crm.NoteAdded.v1"),
+		customers.Aggregate())
+	if err := e2.Err(); err == nil || !strings.Contains(err.Error(), "public event") {
+		t.Fatalf("aggregate with unregistered public events: %v", err)
+	}
 }

@@ -249,9 +249,7 @@ func (r *Runner) applyLocked(ctx context.Context, stream string, env message.Env
 // Live events wait while it runs. progress, when set, is called after
 // each stream with the streams done and the total.
 func (r *Runner) Rebuild(ctx context.Context, progress func(done, total int)) error {
-	if !r.rebuildMu.TryLock() {
-		return fmt.Errorf("projection %s: %w", r.p.name, ErrRebuilding)
-	}
+	r.rebuildMu.Lock()
 	if r.rebuild != nil && r.rebuild.Running {
 		r.rebuildMu.Unlock()
 		return fmt.Errorf("projection %s: %w", r.p.name, ErrRebuilding)

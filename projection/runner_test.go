@@ -3,6 +3,7 @@ package projection_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -340,4 +341,48 @@ func equalDocs(a, b map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// A second rebuild while one runs is refused with ErrRebuilding.
+func TestRebuildRunsAlone(t *testing.T) {
+	r := newRig(t, time.Second)
+	r.record("x-1", &customers.Registered{Name: "x"})
+	inside, release := make(chan struct{}), make(chan struct{})
+	errc := make(chan error, 1)
+	go func() {
+		errc <- r.runner.Rebuild(context.Background(), func(done, total int) {
+			if done == 0 {
+				close(inside)
+				<-release
+			}
+		})
+	}()
+	<-inside
+	if err := r.runner.Rebuild(context.Background(), nil); !errors.Is(err, projection.ErrRebuilding) {
+		t.Fatalf("second rebuild: %v, want ErrRebuilding", err)
+	}
+	if st := r.runner.Status(); st.State != "rebuilding" || st.Rebuild == nil || !st.Rebuild.Running || st.Rebuild.Total != 1 {
+		t.Fatalf("status during rebuild %+v", st)
+	}
+	close(release)
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := r.customer("x-1"); c.Name != "x" {
+		t.Fatalf("rebuilt customer %+v", c)
+	}
+}
+
+func TestDefinitionProblems(t *testing.T) {
+	p := projection.New("")
+	if err := p.Validate(); err == nil || !strings.Contains(err.Error(), "empty projection name") || !strings.Contains(err.Error(), "handles no event") {
+		t.Fatalf("validate: %v", err)
+	}
+	q := projection.New("twice")
+	h := func(context.Context, readmodel.Tx, *customers.CustomerRegistered, projection.Meta) error { return nil }
+	projection.On(q, h)
+	projection.On(q, h)
+	if err := q.Validate(); err == nil || !strings.Contains(err.Error(), "handled twice") {
+		t.Fatalf("validate: %v", err)
+	}
 }
