@@ -39,9 +39,9 @@ func projectionsCommand(stdout, stderr io.Writer) *cli.Command {
 						return writeJSONTo(stdout, engine.ProjectionsResponse{Projections: ps})
 					}
 					tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "NAME\tSTATE\tAPPLIED\tDUPLICATES\tHELD\tPARKED\tLAST REBUILD")
+					fmt.Fprintln(tw, "NAME\tSTATE\tAPPLIED\tSKIPPED\tDUPLICATES\tHELD\tPARKED\tLAST REBUILD")
 					for _, p := range ps {
-						fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.State, p.Applied, p.Duplicates, p.Held, p.Parked, rebuildSummary(p.Rebuild))
+						fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.State, p.Applied, p.Skipped, p.Duplicates, p.Held, p.Parked, rebuildSummary(p.Rebuild))
 					}
 					if err := tw.Flush(); err != nil {
 						return err
@@ -71,8 +71,8 @@ func projectionsCommand(stdout, stderr io.Writer) *cli.Command {
 					if cmd.Bool("json") {
 						return writeJSONTo(stdout, st)
 					}
-					fmt.Fprintf(stdout, "projection  %s\nstate       %s\nqueue       %s\nevents      %v\napplied     %d\nduplicates  %d\nheld        %d\nparked      %d\nrebuild     %s\n",
-						st.Name, st.State, st.Queue, st.Events, st.Applied, st.Duplicates, st.Held, st.Parked, rebuildSummary(st.Rebuild))
+					fmt.Fprintf(stdout, "projection  %s\nstate       %s\nqueue       %s\nevents      %v\napplied     %d\nskipped     %d\nduplicates  %d\nheld        %d\nparked      %d\nrebuild     %s\n",
+						st.Name, st.State, st.Queue, st.Events, st.Applied, st.Skipped, st.Duplicates, st.Held, st.Parked, rebuildSummary(st.Rebuild))
 					return nil
 				},
 			},

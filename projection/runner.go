@@ -60,9 +60,12 @@ type Status struct {
 	Events []string `json:"events"`
 	// State is "running", "rebuilding" or "stopped".
 	State string `json:"state"`
-	// Applied, Duplicates, Parked and Held count events since start:
-	// applied, dropped as already applied, dead-lettered, held now.
+	// Applied, Skipped, Duplicates, Parked and Held count events since
+	// start: applied by a handler; passed over because they are not
+	// published or not handled here (only the checkpoint moved); dropped
+	// as already applied; dead-lettered; held now.
 	Applied    uint64 `json:"applied"`
+	Skipped    uint64 `json:"skipped"`
 	Duplicates uint64 `json:"duplicates"`
 	Parked     uint64 `json:"parked"`
 	Held       int64  `json:"held"`
@@ -99,7 +102,7 @@ type Runner struct {
 	applyMu sync.RWMutex
 	running atomic.Bool
 
-	applied, duplicates, parked atomic.Uint64
+	applied, skipped, duplicates, parked atomic.Uint64
 	held                        atomic.Int64
 
 	rebuildMu sync.Mutex
@@ -195,7 +198,7 @@ func (r *Runner) Run(ctx context.Context) error {
 // Status reports the projection's counters and latest rebuild.
 func (r *Runner) Status() Status {
 	st := Status{Name: r.p.name, Queue: r.queue, Events: append([]string(nil), r.types...), State: "stopped",
-		Applied: r.applied.Load(), Duplicates: r.duplicates.Load(), Parked: r.parked.Load(), Held: r.held.Load()}
+		Applied: r.applied.Load(), Skipped: r.skipped.Load(), Duplicates: r.duplicates.Load(), Parked: r.parked.Load(), Held: r.held.Load()}
 	if r.running.Load() {
 		st.State = "running"
 	}
@@ -236,7 +239,11 @@ func (r *Runner) applyLocked(ctx context.Context, stream string, env message.Env
 		r.duplicates.Add(1)
 		return res, nil
 	}
-	r.applied.Add(1)
+	if event == nil {
+		r.skipped.Add(1)
+	} else {
+		r.applied.Add(1)
+	}
 	if r.cfg.OnApplied != nil {
 		r.cfg.OnApplied(r.p.name, stream, env.Sequence, res.Changes)
 	}
