@@ -103,7 +103,7 @@ type Runner struct {
 	running atomic.Bool
 
 	applied, skipped, duplicates, parked atomic.Uint64
-	held                        atomic.Int64
+	held                                 atomic.Int64
 
 	rebuildMu sync.Mutex
 	rebuild   *RebuildStatus
