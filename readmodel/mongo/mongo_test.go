@@ -17,7 +17,7 @@ import (
 )
 
 // freshDatabase names a new database and drops it when the test ends.
-func freshDatabase(t *testing.T, uri string) string {
+func freshDatabase(t testing.TB, uri string) string {
 	t.Helper()
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)

@@ -66,6 +66,19 @@ type modelState struct {
 	mu       sync.Mutex
 	repaired bool
 	head     uint64
+	// cps caches the checkpoints this process read or wrote (Updates of
+	// the model are serialized here); a repair or Drop clears it.
+	cps map[string]uint64
+}
+
+// maxCachedCheckpoints bounds a model's checkpoint cache.
+const maxCachedCheckpoints = 100_000
+
+func (m *modelState) cache(stream string, seq uint64) {
+	if m.cps == nil || len(m.cps) >= maxCachedCheckpoints {
+		m.cps = make(map[string]uint64)
+	}
+	m.cps[stream] = seq
 }
 
 // Open connects to uri and returns the store.
@@ -227,18 +240,36 @@ func (s *Store) repair(ctx context.Context, model string, m *modelState) error {
 		if err != nil {
 			return fmt.Errorf("read model %s: read intent %d: %w", model, head+1, err)
 		}
-		if err := s.derive(ctx, in); err != nil {
+		if err := s.derive(ctx, in, false); err != nil {
 			return err
 		}
 		head = uint64(in.Changes[len(in.Changes)-1].Position)
 	}
-	m.head, m.repaired = head, true
+	if err := s.writeHead(ctx, model, head); err != nil {
+		return err
+	}
+	m.head, m.repaired, m.cps = head, true, nil
+	return nil
+}
+
+// headEvery is how many positions the stored head may lag behind the
+// intents: less than half the change-log window, so that a repair that
+// starts at the stored head never starts below a trimmed position.
+func (s *Store) headEvery() uint64 { return max(1, min(64, s.cfg.logSize/2)) }
+
+func (s *Store) writeHead(ctx context.Context, model string, pos uint64) error {
+	if _, err := s.heads.UpdateOne(ctx, bson.D{{Key: "_id", Value: model}},
+		bson.D{{Key: "$max", Value: bson.D{{Key: "pos", Value: int64(pos)}}}}, options.UpdateOne().SetUpsert(true)); err != nil {
+		return fmt.Errorf("read model %s: write head: %w", model, err)
+	}
 	return nil
 }
 
 // derive writes the documents an intent stands for. Every write is
-// idempotent, so a repair may repeat it.
-func (s *Store) derive(ctx context.Context, in intentRecord) error {
+// idempotent, so a repair may repeat it. The stored head is written
+// every headEvery positions (and by repair): readers find newer entries
+// by looking past it.
+func (s *Store) derive(ctx context.Context, in intentRecord, head bool) error {
 	model := in.Model
 	var logDocs []any
 	for _, c := range in.Changes {
@@ -261,10 +292,11 @@ func (s *Store) derive(ctx context.Context, in intentRecord) error {
 	if err := s.setCheckpoint(ctx, model, in.Stream, uint64(in.Seq)); err != nil {
 		return err
 	}
-	last := uint64(in.Changes[len(in.Changes)-1].Position)
-	if _, err := s.heads.UpdateOne(ctx, bson.D{{Key: "_id", Value: model}},
-		bson.D{{Key: "$max", Value: bson.D{{Key: "pos", Value: int64(last)}}}}, options.UpdateOne().SetUpsert(true)); err != nil {
-		return fmt.Errorf("read model %s: write head: %w", model, err)
+	first, last := uint64(in.Changes[0].Position), uint64(in.Changes[len(in.Changes)-1].Position)
+	if k := s.headEvery(); head && last/k > (first-1)/k {
+		if err := s.writeHead(ctx, model, last); err != nil {
+			return err
+		}
 	}
 	return s.trim(ctx, model, uint64(in.Changes[0].Position), last)
 }
@@ -344,9 +376,13 @@ func (s *Store) Update(ctx context.Context, model, stream string, seq uint64, fn
 				return readmodel.Result{}, err
 			}
 		}
-		cp, err := s.Checkpoint(ctx, model, stream)
-		if err != nil {
-			return readmodel.Result{}, err
+		cp, cached := m.cps[stream]
+		if !cached {
+			var err error
+			if cp, err = s.Checkpoint(ctx, model, stream); err != nil {
+				return readmodel.Result{}, err
+			}
+			m.cache(stream, cp)
 		}
 		if seq <= cp {
 			return readmodel.Result{}, nil
@@ -366,8 +402,10 @@ func (s *Store) Update(ctx context.Context, model, stream string, seq uint64, fn
 		}
 		if len(changes) == 0 {
 			if err := s.setCheckpoint(ctx, model, stream, seq); err != nil {
+				delete(m.cps, stream)
 				return readmodel.Result{}, err
 			}
+			m.cache(stream, seq)
 			return readmodel.Result{Applied: true}, nil
 		}
 		in := intentRecord{ID: posID(model, changes[0].Position), Model: model, Stream: stream, Seq: int64(seq)}
@@ -383,11 +421,12 @@ func (s *Store) Update(ctx context.Context, model, stream string, seq uint64, fn
 			return readmodel.Result{}, fmt.Errorf("read model %s: write intent for %s event %d: %w", model, stream, seq, err)
 		}
 		m.head = changes[len(changes)-1].Position
-		if err := s.derive(ctx, in); err != nil {
+		if err := s.derive(ctx, in, true); err != nil {
 			// The intent is durable; the next repair finishes the job.
 			m.repaired = false
 			return readmodel.Result{Applied: true, Changes: changes}, err
 		}
+		m.cache(stream, seq)
 		return readmodel.Result{Applied: true, Changes: changes}, nil
 	}
 	return readmodel.Result{}, fmt.Errorf("read model %s: %s event %d: position taken by another writer %d times", model, stream, seq, maxAttempts)
@@ -459,7 +498,8 @@ func (s *Store) Checkpoint(ctx context.Context, model, stream string) (uint64, e
 }
 
 // Changes implements readmodel.Store: one read of the head document,
-// then one _id lookup per position.
+// then one _id lookup per position. The stored head may lag the log a
+// little (see headEvery): entries past it are found by looking on.
 func (s *Store) Changes(ctx context.Context, model string, after uint64, limit int) ([]readmodel.Change, uint64, error) {
 	if err := s.check(); err != nil {
 		return nil, 0, err
@@ -471,27 +511,36 @@ func (s *Store) Changes(ctx context.Context, model string, after uint64, limit i
 	if err != nil {
 		return nil, 0, err
 	}
-	// The log holds (floor, head], and at most the last logSize of them.
 	head, floor := uint64(h.Pos), uint64(h.Floor)
-	if head <= floor {
-		return nil, 0, nil
-	}
+	// The log holds positions after floor, at most the last logSize.
 	oldest := floor + 1
 	if head > s.cfg.logSize {
 		oldest = max(oldest, head-s.cfg.logSize+1)
 	}
 	limit = readmodel.ClampLimit(limit)
 	var out []readmodel.Change
-	for p := max(after+1, oldest); p <= head && len(out) < limit; p++ {
+	for p, misses := max(after+1, oldest), uint64(0); len(out) < limit; p++ {
 		var r changeRecord
 		err := s.log.FindOne(ctx, bson.D{{Key: "_id", Value: posID(model, p)}}).Decode(&r)
 		if errors.Is(err, mongo.ErrNoDocuments) {
-			break // not derived yet
+			// Below the stored head, a missing entry was trimmed after
+			// the head was stored: look on, at most a window's worth.
+			if len(out) == 0 && p <= head && misses < s.cfg.logSize {
+				misses++
+				continue
+			}
+			break
 		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("read model %s: change %d: %w", model, p, err)
 		}
+		if len(out) == 0 && uint64(r.Position) > after+1 {
+			oldest = max(oldest, uint64(r.Position))
+		}
 		out = append(out, r.change())
+	}
+	if len(out) == 0 && head <= floor {
+		return nil, 0, nil
 	}
 	return out, oldest, nil
 }
@@ -501,7 +550,14 @@ func (s *Store) Head(ctx context.Context, model string) (uint64, error) {
 	if err := s.check(); err != nil {
 		return 0, err
 	}
-	return s.readHead(ctx, model)
+	head, err := s.readHead(ctx, model)
+	if err != nil {
+		return 0, err
+	}
+	m := s.state(model)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return max(head, m.head), nil
 }
 
 // Drop implements readmodel.Store.
@@ -526,6 +582,7 @@ func (s *Store) Drop(ctx context.Context, model string) error {
 		options.UpdateOne().SetUpsert(true)); err != nil {
 		return fmt.Errorf("read model %s: drop: write floor: %w", model, err)
 	}
+	m.cps = nil
 	for _, c := range []*mongo.Collection{s.events, s.docs, s.log, s.cps} {
 		if _, err := c.DeleteMany(ctx, bson.D{{Key: "model", Value: model}}); err != nil {
 			return fmt.Errorf("read model %s: drop %s: %w", model, c.Name(), err)
