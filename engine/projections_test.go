@@ -114,8 +114,10 @@ func TestProjectionsLiveReadYourWritesAndRebuild(t *testing.T) {
 		}
 		// Reclassify c-1 from B to A: it moves between class documents.
 		res := execute(t, e, "c-1", &customers.Classify{Class: "A", Score: 99})
-		if err := e.WaitForReadModel(context.Background(), customers.ByClass, res.Stream, res.Sequence, 10*time.Second); err != nil {
-			t.Fatal(err)
+		for _, model := range []string{customers.ByID, customers.ByClass} {
+			if err := e.WaitForReadModel(context.Background(), model, res.Stream, res.Sequence, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
 		}
 		b, _ := readDoc[customers.Class](t, e, customers.ByClass, "B")
 		a, _ := readDoc[customers.Class](t, e, customers.ByClass, "A")
