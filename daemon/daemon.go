@@ -55,6 +55,7 @@ func MainIO(ctx context.Context, args []string, setup Setup, stdout, stderr io.W
 			workflowsCommand(stdout),
 			aggregateCommand(stdout),
 			subjectCommand(stdout),
+			projectionsCommand(stdout, stderr),
 		},
 	}
 	if err := cmd.Run(ctx, args); err != nil {

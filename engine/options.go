@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sagaflow/sagaflow/readmodel"
 	"github.com/sagaflow/sagaflow/store"
 	"github.com/sagaflow/sagaflow/telemetry"
 	"github.com/sagaflow/sagaflow/transport"
@@ -28,6 +29,17 @@ type Options struct {
 	Store store.Store
 	// Transport overrides the in-process transport.
 	Transport transport.Transport
+	// ReadModels keeps the projections' read models (default: a bbolt
+	// file readmodels.db in DataDir, opened when projections are
+	// registered).
+	ReadModels readmodel.Store
+	// ProjectionGapWait is how long a projection holds an event that
+	// arrived ahead of a missing one (default projection.DefaultGapWait).
+	ProjectionGapWait time.Duration
+	// StreamHeartbeat is how often an idle read-model event stream sends
+	// a comment line, so that proxies and clients see it alive (default
+	// 15s).
+	StreamHeartbeat time.Duration
 	// Partitions is the number of partitions per queue (default 16).
 	Partitions int
 	// Prefetch bounds unsettled deliveries per partition (default 64).
@@ -109,6 +121,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RelayInterval == 0 {
 		o.RelayInterval = time.Second
+	}
+	if o.StreamHeartbeat <= 0 {
+		o.StreamHeartbeat = 15 * time.Second
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 10 * time.Second
