@@ -38,4 +38,3 @@ func TestEveryDeliveryTwiceAppliesEachEffectOnce(t *testing.T) {
 		}
 	})
 }
-
