@@ -30,7 +30,9 @@ type twoNodes struct {
 }
 
 // node returns the transport node i's engine runs on.
-func (tn *twoNodes) node(i int) transport.Transport { return &spreadTransport{Transport: tn.nodes[i], tn: tn} }
+func (tn *twoNodes) node(i int) transport.Transport {
+	return &spreadTransport{Transport: tn.nodes[i], tn: tn}
+}
 
 type spreadTransport struct {
 	transport.Transport // this node's queues: Consume and the dead letters
