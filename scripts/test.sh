@@ -46,6 +46,8 @@ port_free() {
 start_devmongo() {
 	echo "== building tools/devmongo (FerretDB on SQLite)"
 	(cd tools/devmongo && go build -o "$workdir/devmongo" .)
+	# The test that kills a MongoDB server starts its own from this binary.
+	export SAGAFLOW_DEVMONGO_BIN="$workdir/devmongo"
 	local port
 	for port in $(seq 27018 27099); do
 		if port_free "$port"; then
