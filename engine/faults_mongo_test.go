@@ -164,7 +164,7 @@ func TestMongoServerKilledUnderLoad(t *testing.T) {
 		t.Fatalf("readyz before the kill = %d", got)
 	}
 
-	b := orderBatch{prefix: "mkill", n: 40}
+	b := orderBatch{prefix: "mkill", n: soak(40)}
 	var failed []int
 	var fmu sync.Mutex
 	loadDone := make(chan struct{})
@@ -198,7 +198,7 @@ func TestMongoServerKilledUnderLoad(t *testing.T) {
 			t.Fatalf("start %s after the restart: %v", b.id(i), err)
 		}
 	}
-	b.waitAll(t, e, inner, 120*time.Second)
+	b.waitAll(t, e, inner, soakWait(120*time.Second))
 	mu.Lock()
 	defer mu.Unlock()
 	t.Logf("store: %+v; %d starts failed during the outage; %d acks while down", st.Stats(), len(retry), acksDn.Load())

@@ -149,7 +149,7 @@ func TestParticipantSIGKILLMidHandling(t *testing.T) {
 
 	dir := t.TempDir()
 	first := startParticipants(t, dir, name, amqpURL)
-	batch := orderBatch{prefix: "pkill", n: 60}
+	batch := orderBatch{prefix: "pkill", n: soak(60)}
 	startErr := make(chan error, 1)
 	go func() {
 		for i := range batch.n {
@@ -174,7 +174,7 @@ func TestParticipantSIGKILLMidHandling(t *testing.T) {
 	if err := <-startErr; err != nil {
 		t.Fatal(err)
 	}
-	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	wctx, cancel := context.WithTimeout(ctx, soakWait(90*time.Second))
 	defer cancel()
 	for i := range batch.n {
 		s, err := e.WaitSaga(wctx, batch.id(i))

@@ -34,7 +34,7 @@ func TestGracefulShutdownUnderLoadLosesNothing(t *testing.T) {
 		}
 
 		begin := time.Now()
-		b := orderBatch{prefix: "stop", n: 60}
+		b := orderBatch{prefix: "stop", n: batchSize(ts.kind, 60)}
 		started := make(chan int, b.n)
 		go func() {
 			defer close(started)
@@ -70,7 +70,7 @@ func TestGracefulShutdownUnderLoadLosesNothing(t *testing.T) {
 			}
 		}
 		restarted := time.Now()
-		b.waitAll(t, second, second.Store(), 90*time.Second)
+		b.waitAll(t, second, second.Store(), soakWait(90*time.Second))
 		t.Logf("every saga finished %v after the restart", time.Since(restarted).Round(time.Millisecond))
 	})
 }

@@ -83,13 +83,13 @@ func TestTwoNodesOnOnePartitionKeepStreamsConsistent(t *testing.T) {
 				}
 			}
 		})
-		b := orderBatch{prefix: "two", n: 40}
+		b := orderBatch{prefix: "two", n: batchSize(ts.kind, 40)}
 		for i := range b.n {
 			if err := b.start(engines[i%2], i); err != nil {
 				t.Fatalf("start %s: %v", b.id(i), err)
 			}
 		}
-		b.waitAll(t, engines[0], inner, 60*time.Second)
+		b.waitAll(t, engines[0], inner, soakWait(60*time.Second))
 		for i := range b.n {
 			s, err := engines[1].GetSaga(context.Background(), b.id(i))
 			if err != nil {
