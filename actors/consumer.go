@@ -41,6 +41,10 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.deps.requeue(d, fmt.Errorf("partition %d outside 0..%d", p, len(c.routers)-1))
 			return
 		}
+		if err := admit(d.Envelope(), c.queue == c.deps.SagaQueue); err != nil {
+			c.deps.deadLetter(d, err)
+			return
+		}
 		c.system.Root.Send(c.routers[p], &deliveryMsg{d: d})
 	})
 	if err != nil {

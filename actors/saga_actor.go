@@ -225,11 +225,13 @@ func (s *sagaEntity) handle(ctx context.Context, d transport.Delivery) {
 		return
 	}
 	var lastErr error
+	fresh := false // the state was loaded while handling this delivery
 	for attempt := 1; attempt <= s.deps.commitAttempts(); attempt++ {
 		if attempt > 1 && !sleep(ctx, backoff(attempt-1)) {
 			break
 		}
 		if !s.loaded {
+			fresh = true
 			if lastErr = s.load(ctx); lastErr != nil {
 				if b, ok := body.(*workflows.StartChild); ok && errors.Is(lastErr, store.ErrNotFound) {
 					s.startChild(ctx, d, env, b)
@@ -249,6 +251,15 @@ func (s *sagaEntity) handle(ctx context.Context, d transport.Delivery) {
 		dec, err := s.decide(ctx, env, body)
 		if err != nil {
 			s.state = nil // user code may have touched it; decode afresh next time
+			if !fresh {
+				// The cached state may be behind the store: another node
+				// handled this saga's messages meanwhile (its partition
+				// moved, or two consumers were active). A reply it sent
+				// on would look stale here; decide again on the state in
+				// the store before refusing anything.
+				s.loaded = false
+				continue
+			}
 			s.settleRefused(d, env, err)
 			return
 		}

@@ -37,6 +37,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envCrashChild) == "1" {
 		os.Exit(runCrashChild())
 	}
+	if os.Getenv(envParticipantChild) == "1" {
+		os.Exit(runParticipantChild())
+	}
 	os.Exit(m.Run())
 }
 

@@ -23,11 +23,11 @@ func TestEveryDeliveryTwiceAppliesEachEffectOnce(t *testing.T) {
 		opts := ts.options(t)
 		opts.Transport, opts.Partitions = tr, 4
 		e := newFaultEngine(t, opts)
-		b := orderBatch{prefix: "dup", n: 40}
+		b := orderBatch{prefix: "dup", n: batchSize(ts.kind, 40)}
 		if failed := b.startAll(t, e); len(failed) > 0 {
 			t.Fatalf("%d starts failed", len(failed))
 		}
-		b.waitAll(t, e, e.Store(), 60*time.Second)
+		b.waitAll(t, e, e.Store(), soakWait(60*time.Second))
 		st := tr.Stats()
 		t.Logf("faults injected: %+v", st)
 		if st.Duplicates < int64(b.n)*6 || st.DroppedAcks == 0 {
@@ -38,4 +38,3 @@ func TestEveryDeliveryTwiceAppliesEachEffectOnce(t *testing.T) {
 		}
 	})
 }
-

@@ -51,7 +51,7 @@ func TestStoreWriteErrorMidRun(t *testing.T) {
 		RetryDelay: 50 * time.Millisecond, MaxRetryDelay: 200 * time.Millisecond})
 
 	st.FailAfter(60)
-	b := orderBatch{prefix: "wfail", n: 40}
+	b := orderBatch{prefix: "wfail", n: soak(40)}
 	failed := b.startAll(t, e)
 	deadline := time.Now().Add(20 * time.Second)
 	for !st.Down() {
@@ -78,7 +78,7 @@ func TestStoreWriteErrorMidRun(t *testing.T) {
 			t.Fatalf("start %s after the fault cleared: %v", b.id(i), err)
 		}
 	}
-	b.waitAll(t, e, inner, 60*time.Second)
+	b.waitAll(t, e, inner, soakWait(60*time.Second))
 	mu.Lock()
 	defer mu.Unlock()
 	t.Logf("store: %+v; %d starts failed during the fault; %d acks while down", st.Stats(), len(failed), acksWhile)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +26,28 @@ import (
 // saga that never finishes (and fails the test) instead of being absorbed
 // by a timeout and a compensation.
 const longTimeout = time.Hour
+
+// soak scales a fault test's load: n normally, 10n with SAGAFLOW_SOAK=1
+// (the longer soak runs; the waits scale with it).
+func soak(n int) int {
+	if os.Getenv("SAGAFLOW_SOAK") == "1" {
+		return 10 * n
+	}
+	return n
+}
+
+// batchSize is a batch test's load on store kind: half on MongoDB (the
+// FerretDB dev server is about ten times slower than the embedded store;
+// the point there is the other store's code path, not the volume).
+func batchSize(kind string, n int) int {
+	if kind == "mongo" {
+		n /= 2
+	}
+	return soak(n)
+}
+
+// soakWait scales a wait like soak scales the load.
+func soakWait(d time.Duration) time.Duration { return time.Duration(soak(1)) * d }
 
 // orderBatch is n orders named prefix-000...; every fifth one ships to an
 // unreachable address, so it is compensated after its retries.

@@ -46,6 +46,8 @@ port_free() {
 start_devmongo() {
 	echo "== building tools/devmongo (FerretDB on SQLite)"
 	(cd tools/devmongo && go build -o "$workdir/devmongo" .)
+	# The test that kills a MongoDB server starts its own from this binary.
+	export SAGAFLOW_DEVMONGO_BIN="$workdir/devmongo"
 	local port
 	for port in $(seq 27018 27099); do
 		if port_free "$port"; then
@@ -151,3 +153,19 @@ fi
 # server; packages running side by side would disturb each other.
 echo "== go test -race"
 go test -race -count=1 -p 1 -timeout 30m "$@" ./...
+
+# A short bounded run of every fuzz target (issue 11 item 13): one target
+# per go test invocation, as go test -fuzz requires. SAGAFLOW_FUZZTIME
+# sets the time per target (default 5s); failing inputs are written to the
+# package's testdata/fuzz and then run by every go test.
+fuzztime="${SAGAFLOW_FUZZTIME:-5s}"
+echo "== go test -fuzz ($fuzztime per target)"
+for target in \
+	"./message/ FuzzUnmarshalEnvelope" \
+	"./message/ FuzzRegistryDecode" \
+	"./workflows/ FuzzSagaInput" \
+	"./engine/ FuzzDecodeBody" \
+	"./engine/ FuzzAdminHandlers"; do
+	set -- $target
+	go test -run '^$' -fuzz "^$2\$" -fuzztime "$fuzztime" "$1"
+done

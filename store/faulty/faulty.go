@@ -83,8 +83,9 @@ func (s *Store) Stats() Stats {
 	return Stats{Appends: s.appends.Load(), Injected: s.failed.Load(), Conflicts: s.conflicts.Load(), AlreadyHandled: s.handled.Load()}
 }
 
-// Committed reports whether a successful append through this wrapper
-// recorded message id as handled.
+// Committed reports whether an append through this wrapper recorded
+// message id as handled, or was refused with store.ErrAlreadyHandled
+// because the store had recorded it already.
 func (s *Store) Committed(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -120,7 +121,14 @@ func (s *Store) Append(ctx context.Context, c store.Commit) error {
 	case errors.Is(err, store.ErrConcurrency):
 		s.conflicts.Add(1)
 	case errors.Is(err, store.ErrAlreadyHandled):
+		// An earlier append recorded them (perhaps one whose answer was
+		// lost with the connection): they are committed.
 		s.handled.Add(1)
+		s.mu.Lock()
+		for _, id := range c.Handled {
+			s.committed[id] = true
+		}
+		s.mu.Unlock()
 	}
 	return err
 }

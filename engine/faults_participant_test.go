@@ -1,0 +1,204 @@
+package engine_test
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sagaflow/sagaflow/engine"
+	"github.com/sagaflow/sagaflow/examples/orders"
+	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/store"
+	"github.com/sagaflow/sagaflow/store/embedded"
+	"github.com/sagaflow/sagaflow/transport/rabbitmq"
+	"github.com/sagaflow/sagaflow/workflows"
+)
+
+// envParticipantChild makes the test binary (see TestMain) run only the
+// order saga's participants (inventory, payments, shipping) on RabbitMQ,
+// with the embedded store in envCrashDir, until SIGTERM.
+const envParticipantChild = "SAGAFLOW_TEST_PARTICIPANT_CHILD"
+
+// slowStore widens the window in which a kill lands in the middle of
+// handling: before the commit and between the commit and the ack.
+type slowStore struct{ store.Store }
+
+func (s slowStore) Append(ctx context.Context, c store.Commit) error {
+	time.Sleep(3 * time.Millisecond)
+	err := s.Store.Append(ctx, c)
+	time.Sleep(3 * time.Millisecond)
+	return err
+}
+
+func runParticipantChild() int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	st, err := embedded.Open(ctx, os.Getenv(envCrashDir))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "participant child: open store:", err)
+		return 1
+	}
+	defer st.Close()
+	tr, err := dialScaleTransport(ctx, os.Getenv(envScaleAMQPName))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "participant child: dial RabbitMQ:", err)
+		return 1
+	}
+	defer tr.Close()
+	e := engine.New(engine.Options{Name: "participants", Store: slowStore{st}, Transport: tr, AdminAddr: "127.0.0.1:0", Logger: quietLogger()}).
+		Register(orders.Messages()...).
+		Register(orders.Inventory(), orders.Payments(), orders.Shipping())
+	done := make(chan error, 1)
+	go func() { done <- e.Run(ctx) }()
+	select {
+	case err := <-done:
+		fmt.Fprintln(os.Stderr, "participant child:", err)
+		return 1
+	case <-e.Ready():
+	}
+	urlFile := os.Getenv(envCrashURL)
+	if err := os.WriteFile(urlFile+".tmp", []byte(e.AdminURL()), 0o600); err == nil {
+		err = os.Rename(urlFile+".tmp", urlFile)
+	}
+	if err := <-done; err != nil {
+		fmt.Fprintln(os.Stderr, "participant child:", err)
+		return 1
+	}
+	return 0
+}
+
+// startParticipants starts a participant process on dir and RabbitMQ
+// topology name, and waits until it runs.
+func startParticipants(t *testing.T, dir, name, amqpURL string) *exec.Cmd {
+	t.Helper()
+	urlFile := filepath.Join(t.TempDir(), "participants.url")
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), envParticipantChild+"=1", envCrashDir+"="+dir, envCrashURL+"="+urlFile,
+		envScaleAMQPName+"="+name, "SAGAFLOW_AMQP_URL="+amqpURL)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start participants: %v", err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	waitFor(t, 30*time.Second, "the participant process to run", func() bool {
+		_, err := os.Stat(urlFile)
+		return err == nil
+	})
+	return cmd
+}
+
+// TestParticipantSIGKILLMidHandling proves issue 11 item 2: the order
+// saga's participants run in a process of their own, on RabbitMQ, apart
+// from the engine that runs the sagas (in this process). While 60 sagas
+// run, the participant process is killed with SIGKILL, in the middle of
+// handling commands (its store is slowed so that commits are in flight
+// and committed-but-not-acked deliveries exist), then started again on
+// the same data. The broker redelivers what was not acked, the restarted
+// participants answer duplicates with the reply they recorded, every saga
+// finishes as it should, and each participant applied each effect exactly
+// once. The step timeouts are an hour, so a lost command or reply would
+// leave a saga unfinished and fail the test.
+func TestParticipantSIGKILLMidHandling(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a participant process on RabbitMQ: skipped with -short")
+	}
+	amqpURL := testenv.RabbitMQ(t)
+	b := make([]byte, 4)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	name := "sagaflow-faults-" + hex.EncodeToString(b)
+	ctx := context.Background()
+	tr, err := dialScaleTransport(ctx, name)
+	if err != nil {
+		t.Fatalf("dial RabbitMQ: %v", err)
+	}
+	t.Cleanup(func() {
+		raw := tr.(*prefixedTransport).Transport.(*rabbitmq.Transport)
+		var queues []string
+		for _, q := range []string{"sagaflow", "participants", orders.InventoryService, orders.PaymentService, orders.ShippingService} {
+			queues = append(queues, name+"-"+q)
+		}
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := raw.DeleteTopology(dctx, queues...); err != nil {
+			t.Logf("cleanup: delete topology %s: %v", name, err)
+		}
+		_ = tr.Close()
+	})
+	e := engine.New(engine.Options{DataDir: t.TempDir(), Transport: tr, AdminAddr: "127.0.0.1:0", Logger: quietLogger()}).
+		Register(orders.Messages()...).
+		Register(orders.WorkflowWithTimeout(fastRetry, longTimeout))
+	if err := e.Err(); err != nil {
+		t.Fatal(err)
+	}
+	runEngine(t, e)
+
+	dir := t.TempDir()
+	first := startParticipants(t, dir, name, amqpURL)
+	batch := orderBatch{prefix: "pkill", n: soak(60)}
+	startErr := make(chan error, 1)
+	go func() {
+		for i := range batch.n {
+			if err := batch.start(e, i); err != nil {
+				startErr <- fmt.Errorf("start %s: %w", batch.id(i), err)
+				return
+			}
+		}
+		startErr <- nil
+	}()
+	waitFor(t, 60*time.Second, "15 sagas to complete before the kill", func() bool {
+		done, _, err := e.ListSagas(ctx, engine.ListRequest{Status: []workflows.Status{workflows.StatusCompleted}, Limit: 100})
+		return err == nil && len(done) >= 15
+	})
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	running, _, _ := e.ListSagas(ctx, engine.ListRequest{Status: []workflows.Status{workflows.StatusRunning, workflows.StatusCompensating}, Limit: 100})
+	t.Logf("killed the participants with %d sagas unfinished", len(running))
+	second := startParticipants(t, dir, name, amqpURL)
+	if err := <-startErr; err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, soakWait(90*time.Second))
+	defer cancel()
+	for i := range batch.n {
+		s, err := e.WaitSaga(wctx, batch.id(i))
+		if err != nil {
+			t.Fatalf("saga %s not finished: %v", batch.id(i), err)
+		}
+		want := workflows.StatusCompleted
+		if batch.failing(i) {
+			want = workflows.StatusCompensated
+		}
+		if s.Status != want {
+			t.Errorf("saga %s: %s (%s), want %s", s.ID, s.Status, s.Error, want)
+		}
+	}
+	if err := second.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.Wait(); err != nil {
+		t.Fatalf("participants after SIGTERM: %v", err)
+	}
+	st, err := embedded.Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	batch.checkEffects(t, st)
+}
