@@ -179,16 +179,16 @@ func TestMongoServerKilledUnderLoad(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}()
-	waitFor(t, 60*time.Second, "some commits before the kill", func() bool { return st.Stats().Appends >= 40 })
+	waitUntil(t, 60*time.Second, "some commits before the kill", func() bool { return st.Stats().Appends >= 40 })
 	down.Store(true)
 	m.kill(t)
 	killedAt := time.Now()
-	waitFor(t, 20*time.Second, "/readyz to report not-ready", func() bool { return ready() == http.StatusServiceUnavailable })
+	waitUntil(t, 20*time.Second, "/readyz to report not-ready", func() bool { return ready() == http.StatusServiceUnavailable })
 	t.Logf("not ready %v after the kill", time.Since(killedAt).Round(time.Millisecond))
 	time.Sleep(2 * time.Second) // the server stays down under load
 	m.start(t)
 	down.Store(false)
-	waitFor(t, 60*time.Second, "/readyz to report ready again", func() bool { return ready() == http.StatusOK })
+	waitUntil(t, 60*time.Second, "/readyz to report ready again", func() bool { return ready() == http.StatusOK })
 	<-loadDone
 	fmu.Lock()
 	retry := append([]int(nil), failed...)

@@ -27,6 +27,24 @@ import (
 // with the embedded store in envCrashDir, until SIGTERM.
 const envParticipantChild = "SAGAFLOW_TEST_PARTICIPANT_CHILD"
 
+// envParticipantAMQPName is the RabbitMQ transport name (the prefix of
+// every queue and exchange) the participant child uses.
+const envParticipantAMQPName = "SAGAFLOW_TEST_PARTICIPANT_AMQP_NAME"
+
+// dialNamedTransport dials SAGAFLOW_AMQP_URL (or the default broker) as
+// the RabbitMQ transport called name, whose queues and exchanges are all
+// named after it, so that test runs and other users of the broker never
+// share them.
+func dialNamedTransport(ctx context.Context, name string) (*rabbitmq.Transport, error) {
+	u := os.Getenv("SAGAFLOW_AMQP_URL")
+	if u == "" {
+		u = testenv.DefaultAMQPURL
+	}
+	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	return rabbitmq.Dial(dctx, u, rabbitmq.WithName(name), rabbitmq.WithLogger(quietLogger()))
+}
+
 // slowStore widens the window in which a kill lands in the middle of
 // handling: before the commit and between the commit and the ack.
 type slowStore struct{ store.Store }
@@ -47,7 +65,7 @@ func runParticipantChild() int {
 		return 1
 	}
 	defer st.Close()
-	tr, err := dialScaleTransport(ctx, os.Getenv(envScaleAMQPName))
+	tr, err := dialNamedTransport(ctx, os.Getenv(envParticipantAMQPName))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "participant child: dial RabbitMQ:", err)
 		return 1
@@ -82,7 +100,7 @@ func startParticipants(t *testing.T, dir, name, amqpURL string) *exec.Cmd {
 	urlFile := filepath.Join(t.TempDir(), "participants.url")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envParticipantChild+"=1", envCrashDir+"="+dir, envCrashURL+"="+urlFile,
-		envScaleAMQPName+"="+name, "SAGAFLOW_AMQP_URL="+amqpURL)
+		envParticipantAMQPName+"="+name, "SAGAFLOW_AMQP_URL="+amqpURL)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start participants: %v", err)
@@ -93,7 +111,7 @@ func startParticipants(t *testing.T, dir, name, amqpURL string) *exec.Cmd {
 			_ = cmd.Wait()
 		}
 	})
-	waitFor(t, 30*time.Second, "the participant process to run", func() bool {
+	waitUntil(t, 30*time.Second, "the participant process to run", func() bool {
 		_, err := os.Stat(urlFile)
 		return err == nil
 	})
@@ -122,19 +140,15 @@ func TestParticipantSIGKILLMidHandling(t *testing.T) {
 	}
 	name := "sagaflow-faults-" + hex.EncodeToString(b)
 	ctx := context.Background()
-	tr, err := dialScaleTransport(ctx, name)
+	tr, err := dialNamedTransport(ctx, name)
 	if err != nil {
 		t.Fatalf("dial RabbitMQ: %v", err)
 	}
 	t.Cleanup(func() {
-		raw := tr.(*prefixedTransport).Transport.(*rabbitmq.Transport)
-		var queues []string
-		for _, q := range []string{"sagaflow", "participants", orders.InventoryService, orders.PaymentService, orders.ShippingService} {
-			queues = append(queues, name+"-"+q)
-		}
+		queues := []string{"sagaflow", "participants", orders.InventoryService, orders.PaymentService, orders.ShippingService}
 		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := raw.DeleteTopology(dctx, queues...); err != nil {
+		if err := tr.DeleteTopology(dctx, queues...); err != nil {
 			t.Logf("cleanup: delete topology %s: %v", name, err)
 		}
 		_ = tr.Close()
@@ -160,7 +174,7 @@ func TestParticipantSIGKILLMidHandling(t *testing.T) {
 		}
 		startErr <- nil
 	}()
-	waitFor(t, 60*time.Second, "15 sagas to complete before the kill", func() bool {
+	waitUntil(t, 60*time.Second, "15 sagas to complete before the kill", func() bool {
 		done, _, err := e.ListSagas(ctx, engine.ListRequest{Status: []workflows.Status{workflows.StatusCompleted}, Limit: 100})
 		return err == nil && len(done) >= 15
 	})

@@ -85,7 +85,7 @@ func TestPoisonMessageIsDeadLetteredAndReplayedAfterAFix(t *testing.T) {
 		}
 		return s.(poisonCounter).Total
 	}
-	waitFor(t, 20*time.Second, "the 20 good keys to be applied", func() bool {
+	waitUntil(t, 20*time.Second, "the 20 good keys to be applied", func() bool {
 		for i := range 20 {
 			if total(fmt.Sprintf("good-%d", i)) != i+1 {
 				return false
@@ -95,7 +95,7 @@ func TestPoisonMessageIsDeadLetteredAndReplayedAfterAFix(t *testing.T) {
 	})
 
 	var reason string
-	waitFor(t, 20*time.Second, "the poison message to be dead-lettered", func() bool {
+	waitUntil(t, 20*time.Second, "the poison message to be dead-lettered", func() bool {
 		dl, err := e.DeadLetter(ctx, poison.ID)
 		reason = dl.Reason
 		return err == nil
@@ -115,7 +115,7 @@ func TestPoisonMessageIsDeadLetteredAndReplayedAfterAFix(t *testing.T) {
 	if err != nil || len(res.Done) != 1 {
 		t.Fatalf("replay = %+v, %v", res, err)
 	}
-	waitFor(t, 20*time.Second, "the replayed message to be applied", func() bool { return total("poisoned") == 5 })
+	waitUntil(t, 20*time.Second, "the replayed message to be applied", func() bool { return total("poisoned") == 5 })
 	time.Sleep(100 * time.Millisecond)
 	if got := eventTypes(t, e.Store(), "test.PoisonCounter", "poisoned"); len(got) != 1 {
 		t.Errorf("poisoned counter events after the replay: %v, want exactly one", got)
@@ -126,7 +126,7 @@ func TestPoisonMessageIsDeadLetteredAndReplayedAfterAFix(t *testing.T) {
 }
 
 // waitFor polls cond until it holds or within passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {

@@ -71,7 +71,7 @@ func TestTimerDueWhileDownFiresOnceAfterRestart(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 20*time.Second, "the shipping retry to be scheduled", func() bool {
+		waitUntil(t, 20*time.Second, "the shipping retry to be scheduled", func() bool {
 			s, err := first.GetSaga(context.Background(), id)
 			return err == nil && len(stepEvents(s, "ship-order")) >= 2
 		})
