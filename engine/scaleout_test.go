@@ -3,9 +3,6 @@ package engine_test
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"os"
@@ -22,10 +19,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/testenv"
 
 	"github.com/sagaflow/sagaflow/client"
-	"github.com/sagaflow/sagaflow/engine"
-	"github.com/sagaflow/sagaflow/examples/orders"
 	"github.com/sagaflow/sagaflow/transport/rabbitmq"
-	"github.com/sagaflow/sagaflow/workflows"
 )
 
 // scalePartitions is the daemons' partition count. Every partition is a
@@ -146,10 +140,7 @@ func TestScaleOutSurvivesSIGKILLOfOneOfThreeEngines(t *testing.T) {
 	// number. The clients keep a bounded number in flight (see below),
 	// because the FerretDB dev server's updates and deletes read whole
 	// collections and slow down to store timeouts under an open-ended load.
-	sagas := 1000
-	if n, err := strconv.Atoi(os.Getenv("SAGAFLOW_SCALEOUT_SAGAS")); err == nil && n > 0 {
-		sagas = n
-	}
+	sagas := sizeFromEnv("SAGAFLOW_SCALEOUT_SAGAS", 1000)
 	if testing.Short() {
 		sagas = 60
 	}
@@ -157,14 +148,7 @@ func TestScaleOutSurvivesSIGKILLOfOneOfThreeEngines(t *testing.T) {
 	mongoU := testenv.MongoDB(t)
 	ts := testStore{kind: "mongo", uri: mongoU, mongoDB: freshDatabase(t, mongoU)}
 
-	b := make([]byte, 4)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	name := "sagaflow-scaleout-" + hex.EncodeToString(b)
-	t.Cleanup(func() {
-		deleteTopology(t, amqpU, name, name, orders.InventoryService, orders.PaymentService, orders.ShippingService)
-	})
+	name := uniqueName(t, amqpU, "sagaflow-scaleout")
 	bin := buildDaemon(t)
 
 	const (
@@ -186,22 +170,9 @@ func TestScaleOutSurvivesSIGKILLOfOneOfThreeEngines(t *testing.T) {
 		clients[i] = client.New(children[i].url)
 	}
 
-	ctx := context.Background()
-	id := func(i int) string { return fmt.Sprintf("scale-%04d", i) }
-	failing := func(i int) bool { return i%5 == 0 }
-	input := func(i int) engine.StartRequest {
-		in := orders.Input{OrderID: id(i), SKU: "sku", Qty: 1, Amount: 10, Address: "street"}
-		if failing(i) {
-			in.Address = orders.Unreachable
-		}
-		raw, _ := json.Marshal(in)
-		return engine.StartRequest{Workflow: orders.WorkflowName, Input: raw, ID: in.OrderID}
-	}
-
 	var (
 		killed   atomic.Bool
 		killOnce sync.Once
-		acked    atomic.Int64
 	)
 	kill := func() {
 		killOnce.Do(func() {
@@ -212,126 +183,38 @@ func TestScaleOutSurvivesSIGKILLOfOneOfThreeEngines(t *testing.T) {
 		})
 	}
 	// inFlight clients each start a saga and wait for it to finish before
-	// they start the next (a closed loop), so that the store sees a bounded
-	// load however slow it is: saga i goes first to node i%3; a start that
-	// fails (the node was killed) is retried on the next node with the
-	// same saga ID (the idempotency key).
-	inFlight := 16
-	if n, err := strconv.Atoi(os.Getenv("SAGAFLOW_SCALEOUT_INFLIGHT")); err == nil && n > 0 {
-		inFlight = n
+	// they start the next (a closed loop), so that the store sees a
+	// bounded load however slow it is; saga i goes first to node i%3, and
+	// after the kill only to the survivors.
+	inFlight := sizeFromEnv("SAGAFLOW_SCALEOUT_INFLIGHT", 16)
+	load := orderLoad{
+		prefix: "scale", n: sagas, closedLoop: true,
+		node: func(try int) *client.Client {
+			for {
+				node := try % nodes
+				if node != victim || !killed.Load() {
+					return clients[node]
+				}
+				try++
+			}
+		},
+		started: func(count int64) {
+			if count == int64(killAfter) {
+				kill()
+			}
+		},
 	}
 	began := time.Now()
-	work := make(chan int, sagas)
-	for i := range sagas {
-		work <- i
-	}
-	close(work)
-	var wg sync.WaitGroup
-	errs := make(chan error, sagas)
-	live := func(try int) *client.Client {
-		for {
-			node := try % nodes
-			if node != victim || !killed.Load() {
-				return clients[node]
-			}
-			try++
-		}
-	}
-	for range inFlight {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				// Transient failures (the killed node, a store that is
-				// slow to answer) are retried for up to two minutes.
-				var err error
-				giveUp := time.Now().Add(2 * time.Minute)
-				for try := 0; ; try++ {
-					sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-					_, err = live(i+try).Start(sctx, input(i))
-					cancel()
-					if err == nil || time.Now().After(giveUp) {
-						break
-					}
-					time.Sleep(100 * time.Millisecond)
-				}
-				if err != nil {
-					errs <- fmt.Errorf("start %s: %w", id(i), err)
-					continue
-				}
-				if acked.Add(1) == int64(killAfter) {
-					kill()
-				}
-				if err := waitFinished(ctx, live, id(i), 5*time.Minute); err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
+	load.run(t, inFlight)
 	kill()
 	_ = children[victim].cmd.Wait()
 	t.Logf("killed node %d after %d of %d starts had been acknowledged; all started in %v", victim, killAfter, sagas, time.Since(began).Round(time.Millisecond))
 
-	// Wait until the survivors see no running or compensating saga. A crash
-	// can leave a MongoDB commit whose derived documents are repaired only
-	// once they are 30s old, and three engines load the dev MongoDB server
-	// (FerretDB on SQLite) heavily, hence the generous bound; a list that
-	// times out is tried again.
-	survivors := []*client.Client{clients[0], clients[2]}
-	const wait = 10 * time.Minute
-	killedAt := time.Now()
-	deadline := killedAt.Add(wait)
-	var (
-		polls   int
-		lastLog time.Time
-	)
-	for {
-		c := survivors[polls%2]
-		polls++
-		left, err := c.List(ctx, engine.ListRequest{Status: []workflows.Status{workflows.StatusRunning, workflows.StatusCompensating}, Limit: 1000})
-		if err == nil && len(left.Sagas) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			if err != nil {
-				t.Fatalf("sagas not seen finished %v after the kill; last list: %v", wait, err)
-			}
-			stuck, _ := c.Get(ctx, left.Sagas[0].ID)
-			t.Fatalf("%d sagas still unfinished %v after the kill, e.g. %s: %s, step %q, history %+v", len(left.Sagas), wait, stuck.ID, stuck.Status, stuck.Step, stuck.History)
-		}
-		if time.Since(lastLog) > 30*time.Second {
-			lastLog = time.Now()
-			t.Logf("%v after the kill: %d unfinished (list error: %v)", time.Since(killedAt).Round(time.Second), len(left.Sagas), err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	t.Logf("all %d sagas finished %v after the start", sagas, time.Since(began).Round(time.Millisecond))
-
-	for i := range sagas {
-		s, err := survivors[i%2].Get(ctx, id(i))
-		for try := 0; err != nil && try < 10; try++ {
-			time.Sleep(time.Second)
-			s, err = survivors[(i+try+1)%2].Get(ctx, id(i))
-		}
-		if err != nil {
-			t.Fatalf("get %s: %v", id(i), err)
-		}
-		want := workflows.StatusCompleted
-		if failing(i) {
-			want = workflows.StatusCompensated
-		}
-		if s.Status != want {
-			t.Errorf("saga %s: status %s (%s), want %s", id(i), s.Status, s.Error, want)
-		}
-	}
+	// A crash can leave a MongoDB commit whose derived documents are
+	// repaired only once they are 30s old, and three engines load the dev
+	// MongoDB server (FerretDB on SQLite) heavily, hence the generous bound.
+	load.waitAllFinished(t, 10*time.Minute)
+	load.checkStatuses(t)
 	// Let late duplicates (redeliveries, relay and timer re-sends) reach the
 	// participants before their streams are checked.
 	time.Sleep(3 * time.Second)
@@ -345,35 +228,5 @@ func TestScaleOutSurvivesSIGKILLOfOneOfThreeEngines(t *testing.T) {
 			t.Errorf("child engine %d exit after SIGTERM: %v", n, err)
 		}
 	}
-
-	st := ts.open(t)
-	for i := range sagas {
-		want := completedEffects
-		if failing(i) {
-			want = shippingFailedEffects
-		}
-		checkEffects(t, st, id(i), want)
-	}
-}
-
-// waitFinished polls saga id on a live node (live(try) picks one) until it
-// is terminal or needs attention, for at most limit. Errors of single
-// polls (a node that was just killed, a slow store) are retried.
-func waitFinished(ctx context.Context, live func(try int) *client.Client, id string, limit time.Duration) error {
-	deadline := time.Now().Add(limit)
-	var (
-		last    engine.Saga
-		lastErr error
-	)
-	for try := 0; time.Now().Before(deadline); try++ {
-		gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		s, err := live(try).Get(gctx, id)
-		cancel()
-		if err == nil && (s.Status.Terminal() || s.Status == workflows.StatusNeedsAttention) {
-			return nil
-		}
-		last, lastErr = s, err
-		time.Sleep(250 * time.Millisecond)
-	}
-	return fmt.Errorf("saga %s not finished within %v: last status %q, last error %v", id, limit, last.Status, lastErr)
+	load.checkEffects(t, ts.open(t))
 }

@@ -116,7 +116,7 @@ func TestStaleDeliveriesAfterRecovery(t *testing.T) {
 	mu.Lock()
 	old := append([]transport.Delivery(nil), held...)
 	mu.Unlock()
-	rabbitmqctl(t, 30*time.Second, "close_all_connections", "test")
+	testenv.RabbitMQCtl(t, 30*time.Second, "close_all_connections", "test")
 	took := waitReady(t, f.tr, 30*time.Second)
 	t.Logf("ready again after %v", took.Round(time.Millisecond))
 	// The recovered consumer gets the held messages again, under the
@@ -171,7 +171,7 @@ func TestConsumerStoppedDuringOutage(t *testing.T) {
 		done <- f.tr.Consume(cctx, f.queue, 4, func(ctx context.Context, d transport.Delivery) { _ = d.Ack(ctx) })
 	}()
 	time.Sleep(300 * time.Millisecond)
-	rabbitmqctl(t, 30*time.Second, "close_all_connections", "test")
+	testenv.RabbitMQCtl(t, 30*time.Second, "close_all_connections", "test")
 	// stop while down (recovery waits 300ms+jitter before it redials)
 	if !within(2*time.Second, func() bool { return f.tr.Ready() != nil }) {
 		t.Fatal("transport never noticed the outage")
@@ -314,8 +314,8 @@ func TestUndecodableMessages(t *testing.T) {
 // of hanging; after the alarm clears, publishing works again.
 func TestBlockedConnection(t *testing.T) {
 	f := newFixture(t, 1, rabbitmq.WithPublishTimeout(2*time.Second))
-	rabbitmqctl(t, 30*time.Second, "set_vm_memory_high_watermark", "0.0000001")
-	t.Cleanup(func() { rabbitmqctl(t, 30*time.Second, "set_vm_memory_high_watermark", "0.4") })
+	testenv.RabbitMQCtl(t, 30*time.Second, "set_vm_memory_high_watermark", "0.0000001")
+	t.Cleanup(func() { testenv.RabbitMQCtl(t, 30*time.Second, "set_vm_memory_high_watermark", "0.4") })
 	// The broker blocks a connection when it next publishes.
 	start := time.Now()
 	err := f.tr.Publish(f.ctx, f.command("k"))
@@ -334,7 +334,7 @@ func TestBlockedConnection(t *testing.T) {
 	if d := time.Since(start); d > 4*time.Second {
 		t.Errorf("Publish while blocked took %v", d)
 	}
-	rabbitmqctl(t, 30*time.Second, "set_vm_memory_high_watermark", "0.4")
+	testenv.RabbitMQCtl(t, 30*time.Second, "set_vm_memory_high_watermark", "0.4")
 	if !within(10*time.Second, func() bool { return f.tr.Ready() == nil }) {
 		t.Fatalf("Ready after the alarm cleared = %v", f.tr.Ready())
 	}
@@ -365,7 +365,7 @@ func TestLibraryTrapChannelCloseDuringRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rabbitmqctl(t, 30*time.Second, "close_all_connections", "test")
+	testenv.RabbitMQCtl(t, 30*time.Second, "close_all_connections", "test")
 	if !within(2*time.Second, conn.IsClosed) {
 		t.Fatal("the connection was not closed")
 	}
@@ -418,7 +418,7 @@ func TestCloseDuringOutage(t *testing.T) {
 		done <- f.tr.Consume(f.ctx, f.queue, 4, func(ctx context.Context, d transport.Delivery) { _ = d.Ack(ctx) })
 	}()
 	time.Sleep(300 * time.Millisecond)
-	rabbitmqctl(t, 30*time.Second, "close_all_connections", "test")
+	testenv.RabbitMQCtl(t, 30*time.Second, "close_all_connections", "test")
 	if !within(3*time.Second, func() bool { return f.tr.Ready() != nil }) {
 		t.Fatal("transport never noticed the outage")
 	}

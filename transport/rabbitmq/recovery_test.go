@@ -7,9 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -39,48 +36,13 @@ func TestRecoveryBacklogStopStartApp(t *testing.T) {
 }
 
 func closeAll(t *testing.T) {
-	rabbitmqctl(t, 30*time.Second, "close_all_connections", "test")
+	testenv.RabbitMQCtl(t, 30*time.Second, "close_all_connections", "test")
 }
 
-func stopStart(t *testing.T) {
-	rabbitmqctl(t, 60*time.Second, "stop_app")
-	time.Sleep(2 * time.Second)
-	rabbitmqctl(t, 60*time.Second, "start_app")
-	rabbitmqctl(t, 60*time.Second, "await_startup", "--timeout", "60")
-}
+func stopStart(t *testing.T) { testenv.RestartRabbitMQApp(t, 2*time.Second) }
 
 func TestRecoveryStopStartApp(t *testing.T) {
 	testRecovery(t, "stop_app/start_app", false, stopStart)
-}
-
-// rabbitmqctl runs rabbitmqctl with args, bounded by d; the test fails if
-// it fails. SAGAFLOW_RABBITMQCTL replaces the command (split on spaces, for
-// example "docker exec rabbitmq rabbitmqctl"); without it and without
-// rabbitmqctl on PATH the test is skipped, or fails when CI=true.
-func rabbitmqctl(t *testing.T, d time.Duration, args ...string) {
-	t.Helper()
-	cmd := ctlCommand(t)
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	start := time.Now()
-	out, err := exec.CommandContext(ctx, cmd[0], append(cmd[1:], args...)...).CombinedOutput()
-	if err != nil {
-		t.Errorf("rabbitmqctl %v: %v\n%s", args, err, out)
-		return
-	}
-	t.Logf("rabbitmqctl %v took %v", args, time.Since(start).Round(time.Millisecond))
-}
-
-func ctlCommand(t *testing.T) []string {
-	t.Helper()
-	if c := strings.Fields(os.Getenv("SAGAFLOW_RABBITMQCTL")); len(c) > 0 {
-		return c
-	}
-	path, err := exec.LookPath("rabbitmqctl")
-	if err != nil {
-		testenv.Unavailable(t, "rabbitmqctl not found (%v); set SAGAFLOW_RABBITMQCTL to run this test", err)
-	}
-	return []string{path}
 }
 
 // testRecovery publishes 10,000 messages over many keys while a consumer
@@ -98,7 +60,7 @@ func testRecovery(t *testing.T, what string, backlog bool, disturb func(t *testi
 		partitions = 8
 	)
 	u := testenv.RabbitMQ(t)
-	ctlCommand(t)
+	testenv.RabbitMQCtl(t, 30*time.Second, "await_startup", "--timeout", "30") // rabbitmqctl is there
 	name := "sagaflow-rt-" + randomID(t)
 	c := newCleaner(t, u, name, partitions)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
