@@ -35,11 +35,6 @@ func profiles() *aggregate.Definition[profile] {
 // TestAggregateAndSubjectCommands runs `aggregate get` (table, --json,
 // --version, --at) and `subject forget` against a served engine.
 func TestAggregateAndSubjectCommands(t *testing.T) {
-	// The embedded store in a fresh directory, even when the test
-	// environment names a MongoDB or a broker (whose data would outlive
-	// the test).
-	t.Setenv("SAGAFLOW_MONGO_URI", "")
-	t.Setenv("SAGAFLOW_AMQP_URL", "")
 	addr := freeAddr(t)
 	var eng *engine.Engine
 	setup := func(e *engine.Engine) {

@@ -71,11 +71,6 @@ func TestServeExportsTracesFromOTELVariables(t *testing.T) {
 	t.Setenv("OTEL_METRICS_EXPORTER", "none")
 	t.Setenv("OTEL_SERVICE_NAME", "daemon-under-test")
 	t.Setenv("OTEL_SDK_DISABLED", "")
-	// In process, on the embedded store and transport: a shared broker's
-	// default queue names ("sagaflow.*") could hand the saga to another
-	// run's consumer.
-	t.Setenv("SAGAFLOW_AMQP_URL", "")
-	t.Setenv("SAGAFLOW_MONGO_URI", "")
 
 	addr := freeAddr(t)
 	setup := func(e *engine.Engine) {
