@@ -73,9 +73,11 @@ func TestSectionsWithoutServices(t *testing.T) {
 
 func TestSectionsWithServices(t *testing.T) {
 	cfg := tinyConfig(t, SectionRaw, SectionDistributed)
-	// The dev server is slow: a longer window keeps the half-load phase
-	// (half the full-load rate) from starting no saga in it.
-	cfg.Duration, cfg.WindowDistributed = time.Second, 8
+	// The dev server is slow, and slower still on a busy machine (its
+	// full load can be one saga a second): a window of several seconds
+	// keeps the half-load phase (half the full-load rate, an open loop)
+	// from starting no saga in it.
+	cfg.Duration, cfg.WindowDistributed = 4*time.Second, 8
 	cfg.AMQPURL = testenv.RabbitMQ(t)
 	cfg.MongoURI = testenv.MongoDB(t)
 	var out bytes.Buffer
