@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/workflows"
@@ -137,4 +138,21 @@ func TestBranchSequencesAreCheckedAndDrawn(t *testing.T) {
 	if strings.Contains(d, "s2 --> j1") {
 		t.Errorf("the first step of a sequence goes straight to the join:\n%s", d)
 	}
+}
+
+// TestCircuitOpenPausesALaterStepOfABranchSequence: the next step of a
+// sequence pauses on its branch's flight like a first step does.
+func TestCircuitOpenPausesALaterStepOfABranchSequence(t *testing.T) {
+	c := &circuitHarness{harness: newHarness(t, sequenceOrder()), open: map[string]time.Time{}}
+	c.start("o-1")
+	until := c.now.Add(time.Minute)
+	c.open["shipping"] = until
+	c.replyBranch("charge-payment", &paymentCharged{ChargeID: "ch-1"})
+	c.wantBranchPaused("ship-order", 0, until)
+	c.replyBranch("reserve-stock", &stockReserved{ReservationID: "r-1"})
+	delete(c.open, "shipping")
+	c.fireBranch("ship-order")
+	c.replyBranch("ship-order", &orderShipped{TrackingNo: "trk-1"})
+	c.wantStatus(workflows.StatusCompleted)
+	c.wantSent(sentCharge, sentReserve, sentShip)
 }
