@@ -2,17 +2,26 @@ package console
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
-// Bar kinds: a forward attempt of a step, or an attempt of its
-// compensation.
+// Bar kinds: a forward attempt of a step, an attempt of its
+// compensation, or a step waiting for a signal, an event or a delay.
 const (
 	KindStep         = "step"
 	KindCompensation = "compensation"
+	KindWait         = "wait"
+)
+
+// Wait kinds: a back-off before a retry, or a pause while the circuit to
+// the step's service is open.
+const (
+	WaitBackoff = "backoff"
+	WaitPaused  = "paused"
 )
 
 // Bar outcomes: how an attempt ended.
@@ -57,15 +66,29 @@ type Row struct {
 	Label string
 	// Kind is KindStep or KindCompensation.
 	Kind string
+	// Branch names the Parallel step the row is a branch of ("" when it
+	// is none).
+	Branch string
 	// Bars are the attempts, in order.
 	Bars []Bar
-	// Waits are the back-off delays between a failed attempt and the next.
+	// Waits are the back-off delays between a failed attempt and the
+	// next, and the pauses while the step's circuit was open.
 	Waits []Wait
+	// Marks are what happened to the step between bars: a signal or event
+	// received or refused, the branch an If took, its abandonment.
+	Marks []Mark
+}
+
+// Mark is an instant event of one step, drawn on its row.
+type Mark struct {
+	Event, Detail string
+	At            time.Time
+	Left          float64
 }
 
 // Bar is one attempt.
 type Bar struct {
-	// Kind is KindStep or KindCompensation; Step names the step.
+	// Kind is KindStep, KindCompensation or KindWait; Step names the step.
 	Kind, Step string
 	// Attempt counts from 1.
 	Attempt int
@@ -103,8 +126,10 @@ const (
 // Duration is how long the attempt took.
 func (b Bar) Duration() time.Duration { return b.End.Sub(b.Start) }
 
-// Wait is a back-off delay before a retry.
+// Wait is a back-off delay before a retry, or a pause.
 type Wait struct {
+	// Kind is WaitBackoff or WaitPaused.
+	Kind        string
 	Start, End  time.Time
 	Left, Width float64
 }
@@ -125,9 +150,15 @@ type Marker struct {
 
 // BuildTimeline lays out history. now is the end of the track while the
 // saga is not finished (terminal is false); a finished saga's track ends at
-// its last record. The saga machine runs one attempt at a time, so an
-// attempt still open when another one starts, or when the saga ends, is
-// marked interrupted; while the saga runs, the last open one is running.
+// its last record. Outside a Parallel step the saga runs one attempt at a
+// time, so an attempt still open when another one starts, or when the
+// saga ends, is marked interrupted; while the saga runs, the last open one
+// is running. The branches of a Parallel step run side by side, each on
+// its own row (Row.Branch names the Parallel step), until the step ends.
+// A step that waits for a signal, an event or a delay gets a KindWait
+// bar; a step held back by an open circuit (step.paused) gets a paused
+// Wait until its next attempt; what a waiting step received is a Mark on
+// its row.
 func BuildTimeline(history []workflows.Record, terminal bool, now time.Time) Timeline {
 	var tl Timeline
 	if len(history) == 0 {
@@ -138,109 +169,255 @@ func BuildTimeline(history []workflows.Record, terminal bool, now time.Time) Tim
 	if !terminal && now.After(tl.End) {
 		tl.End = now
 	}
-
-	rowIndex := map[string]int{} // kind + "/" + step -> index in tl.Rows
-	row := func(kind, step string) int {
-		k := kind + "/" + step
-		i, ok := rowIndex[k]
-		if !ok {
-			label := step
-			if kind == KindCompensation {
-				label = "undo " + step
-			}
-			i = len(tl.Rows)
-			rowIndex[k] = i
-			tl.Rows = append(tl.Rows, Row{Label: label, Kind: kind})
-		}
-		return i
-	}
-	// The attempt in flight is bar openBar of row openRow (-1: none).
-	openRow, openBar := -1, -1
-	// retried holds, per row, when its last attempt ended in a scheduled
-	// retry that has not started yet.
-	retried := map[int]time.Time{}
-
-	closeOpen := func(outcome, detail string, at time.Time) {
-		if openRow < 0 {
-			return
-		}
-		b := &tl.Rows[openRow].Bars[openBar]
-		b.Outcome, b.Detail, b.End = outcome, detail, at
-		if outcome == OutcomeRetry {
-			retried[openRow] = at
-		}
-		openRow, openBar = -1, -1
-	}
-	start := func(kind string, r workflows.Record) {
-		closeOpen(OutcomeInterrupted, "", r.At)
-		i := row(kind, r.Step)
-		rw := &tl.Rows[i]
-		if since, ok := retried[i]; ok {
-			rw.Waits = append(rw.Waits, Wait{Start: since, End: r.At})
-			delete(retried, i)
-		}
-		rw.Bars = append(rw.Bars, Bar{Kind: kind, Step: r.Step, Attempt: r.Attempt, Outcome: OutcomeRunning, Start: r.At, End: r.At})
-		openRow, openBar = i, len(rw.Bars)-1
-	}
-	// finish ends the attempt of kind at step: the open one, or an instant
-	// one (a local step records only its outcome).
-	finish := func(kind string, r workflows.Record, outcome string) {
-		if openRow >= 0 && tl.Rows[openRow].Kind == kind && tl.Rows[openRow].Bars[openBar].Step == r.Step {
-			closeOpen(outcome, r.Detail, r.At)
-			return
-		}
-		start(kind, r)
-		closeOpen(outcome, r.Detail, r.At)
-	}
-
+	b := &timelineBuilder{tl: &tl, rowIndex: map[string]int{}, open: map[int]int{}, retried: map[int]time.Time{}, paused: map[int]time.Time{}, parallel: -1}
 	for _, r := range history {
-		switch r.Event {
-		case workflows.EventStepStarted:
-			start(KindStep, r)
-		case workflows.EventStepSucceeded:
-			finish(KindStep, r, OutcomeSucceeded)
-		case workflows.EventStepRetryScheduled:
-			finish(KindStep, r, OutcomeRetry)
-		case workflows.EventStepFailed:
-			finish(KindStep, r, OutcomeFailed)
-		case workflows.EventCompensationStarted:
-			start(KindCompensation, r)
-		case workflows.EventCompensationSucceeded:
-			finish(KindCompensation, r, OutcomeSucceeded)
-		case workflows.EventCompensationRetry:
-			finish(KindCompensation, r, OutcomeRetry)
-		case workflows.EventNeedsAttention:
-			closeOpen(OutcomeFailed, r.Detail, r.At)
-			tl.Markers = append(tl.Markers, Marker{Event: r.Event, At: r.At})
-		case workflows.EventStarted, workflows.EventCancelRequested:
-			tl.Markers = append(tl.Markers, Marker{Event: r.Event, At: r.At})
-		case workflows.EventCompleted, workflows.EventCompensated, workflows.EventCancelled:
-			closeOpen(OutcomeInterrupted, "", r.At)
-			tl.Markers = append(tl.Markers, Marker{Event: r.Event, At: r.At})
-		case workflows.EventTimerRearmed:
-		default:
-			// Other saga-level events (an operator's retry, a signal) are
-			// marked on the track too.
-			if strings.HasPrefix(r.Event, "saga.") {
-				tl.Markers = append(tl.Markers, Marker{Event: r.Event, At: r.At})
-			}
-		}
+		b.add(r)
 	}
-	if openRow >= 0 {
-		b := &tl.Rows[openRow].Bars[openBar]
-		b.End = tl.End
+	for i, j := range b.open {
+		bar := &tl.Rows[i].Bars[j]
+		bar.End = tl.End
 		if terminal {
-			b.Outcome = OutcomeInterrupted
+			bar.Outcome = OutcomeInterrupted
 		}
 	}
-	// A retry scheduled but not started yet waits until the end of the track.
+	// A retry scheduled but not started yet waits until the end of the
+	// track, and so does a pause.
 	if !terminal {
-		for i, since := range retried {
-			tl.Rows[i].Waits = append(tl.Rows[i].Waits, Wait{Start: since, End: tl.End})
+		for i, since := range b.retried {
+			tl.Rows[i].Waits = append(tl.Rows[i].Waits, Wait{Kind: WaitBackoff, Start: since, End: tl.End})
 		}
+	}
+	for i := range b.paused {
+		b.endPause(i, tl.End)
 	}
 	tl.layout()
 	return tl
+}
+
+// timelineBuilder holds BuildTimeline's working state.
+type timelineBuilder struct {
+	tl       *Timeline
+	rowIndex map[string]int // kind + "/" + step -> index in tl.Rows
+	// open maps a row to its attempt in flight (an index in its Bars).
+	open map[int]int
+	// retried holds, per row, when its last attempt ended in a scheduled
+	// retry that has not started yet; paused, since when it is paused.
+	retried, paused map[int]time.Time
+	// parallel is the row of the Parallel step running (-1: none);
+	// parallelAll is true when its mode is all (one failed branch fails it).
+	parallel    int
+	parallelAll bool
+}
+
+// parallelStart tells the start of a Parallel step from a command step's:
+// its detail is "N branches, mode".
+var parallelStart = regexp.MustCompile(`^[0-9]+ branches, (.*)$`)
+
+// endParallel ends the Parallel step running, if any, with outcome: the
+// saga stopped it (cancel, deadline) or one of its branches failed it.
+func (b *timelineBuilder) endParallel(outcome, detail string, at time.Time) {
+	if b.parallel >= 0 {
+		b.closeRow(b.parallel, outcome, detail, at)
+	}
+}
+
+func (b *timelineBuilder) row(kind, step string) int {
+	k := kind + "/" + step
+	i, ok := b.rowIndex[k]
+	if !ok {
+		label := step
+		if kind == KindCompensation {
+			label = "undo " + step
+		}
+		i = len(b.tl.Rows)
+		b.rowIndex[k] = i
+		rw := Row{Label: label, Kind: kind}
+		if b.parallel >= 0 {
+			rw.Branch = b.tl.Rows[b.parallel].Bars[0].Step
+		}
+		b.tl.Rows = append(b.tl.Rows, rw)
+	}
+	return i
+}
+
+// closeRow ends row i's attempt in flight, if any.
+func (b *timelineBuilder) closeRow(i int, outcome, detail string, at time.Time) {
+	j, ok := b.open[i]
+	if !ok {
+		return
+	}
+	bar := &b.tl.Rows[i].Bars[j]
+	bar.Outcome, bar.Detail, bar.End = outcome, detail, at
+	if outcome == OutcomeRetry {
+		b.retried[i] = at
+	}
+	delete(b.open, i)
+	if i == b.parallel {
+		b.parallel = -1
+	}
+}
+
+// closeOthers interrupts every attempt in flight but row i's, unless a
+// Parallel step runs: its branches go on side by side.
+func (b *timelineBuilder) closeOthers(i int, at time.Time) {
+	if b.parallel >= 0 {
+		return
+	}
+	for k := range b.open {
+		if k != i {
+			b.closeRow(k, OutcomeInterrupted, "", at)
+		}
+	}
+	for k := range b.paused {
+		if k != i {
+			b.endPause(k, at)
+		}
+	}
+}
+
+func (b *timelineBuilder) endPause(i int, at time.Time) {
+	since, ok := b.paused[i]
+	if !ok {
+		return
+	}
+	rw := &b.tl.Rows[i]
+	rw.Waits = append(rw.Waits, Wait{Kind: WaitPaused, Start: since, End: at})
+	delete(b.paused, i)
+}
+
+// start opens a bar of kind on row i for record r.
+func (b *timelineBuilder) start(i int, kind string, r workflows.Record) {
+	b.closeOthers(i, r.At)
+	b.closeRow(i, OutcomeInterrupted, "", r.At)
+	rw := &b.tl.Rows[i]
+	if since, ok := b.retried[i]; ok {
+		rw.Waits = append(rw.Waits, Wait{Kind: WaitBackoff, Start: since, End: r.At})
+		delete(b.retried, i)
+	}
+	b.endPause(i, r.At)
+	bar := Bar{Kind: kind, Step: r.Step, Attempt: r.Attempt, Outcome: OutcomeRunning, Start: r.At, End: r.At}
+	if kind == KindWait {
+		bar.Detail = r.Detail
+	}
+	rw.Bars = append(rw.Bars, bar)
+	b.open[i] = len(rw.Bars) - 1
+}
+
+// finish ends the attempt on row kind/step: the open one, or an instant
+// one (a local step records only its outcome).
+func (b *timelineBuilder) finish(kind string, r workflows.Record, outcome string) {
+	i := b.row(kind, r.Step)
+	if _, ok := b.open[i]; !ok {
+		b.start(i, kind, r)
+	}
+	detail := r.Detail
+	if bar := b.tl.Rows[i].Bars[b.open[i]]; bar.Kind == KindWait && detail == "" {
+		detail = bar.Detail
+	}
+	b.closeRow(i, outcome, detail, r.At)
+}
+
+// pauseRow is the row a step.paused record belongs to: the step's
+// compensation once its forward attempts are over, else the step.
+func (b *timelineBuilder) pauseRow(step string) int {
+	if i, ok := b.rowIndex[KindCompensation+"/"+step]; ok {
+		return i
+	}
+	if fwd, ok := b.rowIndex[KindStep+"/"+step]; ok {
+		_, running := b.open[fwd]
+		_, retrying := b.retried[fwd]
+		_, paused := b.paused[fwd]
+		if len(b.tl.Rows[fwd].Bars) > 0 && !running && !retrying && !paused {
+			return b.row(KindCompensation, step)
+		}
+	}
+	return b.row(KindStep, step)
+}
+
+func (b *timelineBuilder) mark(i int, r workflows.Record) {
+	rw := &b.tl.Rows[i]
+	rw.Marks = append(rw.Marks, Mark{Event: r.Event, Detail: r.Detail, At: r.At})
+}
+
+func (b *timelineBuilder) add(r workflows.Record) {
+	tl := b.tl
+	switch r.Event {
+	case workflows.EventStepStarted:
+		i := b.row(KindStep, r.Step)
+		b.start(i, KindStep, r)
+		if m := parallelStart.FindStringSubmatch(r.Detail); b.parallel < 0 && m != nil {
+			b.parallel, b.parallelAll = i, m[1] == string(workflows.All)
+		}
+	case workflows.EventStepWaiting:
+		b.start(b.row(KindStep, r.Step), KindWait, r)
+	case workflows.EventStepSucceeded:
+		b.finish(KindStep, r, OutcomeSucceeded)
+	case workflows.EventStepRetryScheduled:
+		b.finish(KindStep, r, OutcomeRetry)
+	case workflows.EventStepFailed:
+		i, branch := b.row(KindStep, r.Step), b.parallel >= 0 && b.tl.Rows[b.parallel].Bars[0].Step != r.Step
+		b.finish(KindStep, r, OutcomeFailed)
+		if branch && b.parallelAll {
+			b.endParallel(OutcomeFailed, fmt.Sprintf("branch %s failed", tl.Rows[i].Label), r.At)
+		}
+	case workflows.EventStepAbandoned:
+		i := b.row(KindStep, r.Step)
+		b.closeRow(i, OutcomeInterrupted, r.Detail, r.At)
+		b.endPause(i, r.At)
+		b.mark(i, r)
+	case workflows.EventStepPaused:
+		i := b.pauseRow(r.Step)
+		if since, ok := b.retried[i]; ok {
+			tl.Rows[i].Waits = append(tl.Rows[i].Waits, Wait{Kind: WaitBackoff, Start: since, End: r.At})
+			delete(b.retried, i)
+		}
+		if _, ok := b.paused[i]; !ok {
+			b.paused[i] = r.At
+		}
+	case workflows.EventCompensationStarted:
+		b.start(b.row(KindCompensation, r.Step), KindCompensation, r)
+	case workflows.EventCompensationSucceeded:
+		b.finish(KindCompensation, r, OutcomeSucceeded)
+	case workflows.EventCompensationRetry:
+		b.finish(KindCompensation, r, OutcomeRetry)
+	case workflows.EventNeedsAttention:
+		for i := range b.open {
+			b.closeRow(i, OutcomeFailed, r.Detail, r.At)
+		}
+		tl.Markers = append(tl.Markers, Marker{Event: r.Event, At: r.At})
+	case workflows.EventStarted:
+		tl.Markers = append(tl.Markers, Marker{Event: r.Event, At: r.At})
+	case workflows.EventCancelRequested, workflows.EventDeadlinePassed:
+		// A running saga abandons its forward work; a compensating one
+		// goes on compensating.
+		b.endParallel(OutcomeInterrupted, "", r.At)
+		for i := range b.open {
+			if tl.Rows[i].Kind == KindStep {
+				b.closeRow(i, OutcomeInterrupted, "", r.At)
+				b.endPause(i, r.At)
+			}
+		}
+		tl.Markers = append(tl.Markers, Marker{Event: r.Event, At: r.At})
+	case workflows.EventCompleted, workflows.EventCompensated, workflows.EventCancelled:
+		b.parallel = -1
+		b.closeOthers(-1, r.At)
+		tl.Markers = append(tl.Markers, Marker{Event: r.Event, At: r.At})
+	case workflows.EventTimerRearmed:
+	case workflows.EventBranchTaken:
+		b.mark(b.row(KindStep, r.Step), r)
+	default:
+		switch {
+		case r.Step != "" && strings.HasPrefix(r.Event, "saga."):
+			// What a waiting step received (a signal, an event, one
+			// its Match refused) is marked on the step's row.
+			b.mark(b.row(KindStep, r.Step), r)
+		case strings.HasPrefix(r.Event, "saga."):
+			// Other saga-level events (an operator's retry, a signal
+			// kept for later, the deadline, a child's end report) are
+			// marked on the track.
+			tl.Markers = append(tl.Markers, Marker{Event: r.Event, At: r.At})
+		}
+	}
 }
 
 // layout computes the percentages of every bar, wait, marker and tick.
@@ -291,6 +468,9 @@ func (tl *Timeline) layout() {
 			w := &r.Waits[j]
 			w.Left = pct(w.Start)
 			w.Width = max(pct(w.End)-w.Left, 0)
+		}
+		for j := range r.Marks {
+			r.Marks[j].Left = pct(r.Marks[j].At)
 		}
 	}
 	for i := range tl.Markers {

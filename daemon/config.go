@@ -53,9 +53,19 @@ func engineFlags() []cli.Flag {
 		&cli.DurationFlag{Name: "shutdown-timeout", Value: 10 * time.Second, Usage: "on SIGINT/SIGTERM, how long in-flight work may take to finish (a second signal exits at once)", Sources: env("shutdown-timeout")},
 		&cli.StringFlag{Name: "log-level", Value: "info", Usage: "debug, info, warn or error", Sources: env("log-level")},
 		&cli.StringFlag{Name: "log-format", Value: "text", Usage: "text or json", Sources: env("log-format")},
+		&cli.IntFlag{Name: "circuit-failures", Value: defaultCircuitFailures, Usage: "technical failures or timeouts in a row that open the circuit breaker of a remote participant service (1-1000000; -1: no breakers)", Sources: env("circuit-failures")},
+		&cli.DurationFlag{Name: "circuit-open-for", Value: defaultCircuitOpenFor, Usage: "how long an open circuit holds the sagas' commands back, without using up attempts, before it lets a probe through (1ms-24h)", Sources: env("circuit-open-for")},
+		&cli.IntFlag{Name: "circuit-probes", Value: defaultCircuitProbes, Usage: "commands a half-open circuit lets through, all of which must be answered to close it (1-1000)", Sources: env("circuit-probes")},
 		&cli.StringFlag{Name: "pprof-addr", Usage: "serve net/http/pprof on this loopback address (off when empty)", Sources: env("pprof-addr")},
 	}
 }
+
+// The circuit breaker defaults, the engine's (engine.CircuitSettings).
+const (
+	defaultCircuitFailures = 10
+	defaultCircuitOpenFor  = 30 * time.Second
+	defaultCircuitProbes   = 1
+)
 
 // serveSettings are the validated settings of `sagaflow serve`.
 type serveSettings struct {
@@ -158,10 +168,24 @@ func settingsFrom(cmd *cli.Command, stderr io.Writer) (serveSettings, error) {
 			Prefetch:        int(cmd.Int("prefetch")),
 			IdleTimeout:     cmd.Duration("idle-timeout"),
 			ShutdownTimeout: cmd.Duration("shutdown-timeout"),
-			Logger:          logger,
+			Circuit: engine.CircuitSettings{
+				Failures: int(cmd.Int("circuit-failures")),
+				OpenFor:  cmd.Duration("circuit-open-for"),
+				Probes:   int(cmd.Int("circuit-probes")),
+			},
+			Logger: logger,
 		},
 	}
 	o := &s.opts
+	if f := o.Circuit.Failures; f != -1 && (f < 1 || f > 1_000_000) {
+		bad("circuit-failures", "%d: want 1 to 1000000, or -1 for no circuit breakers", f)
+	}
+	if d := o.Circuit.OpenFor; d < time.Millisecond || d > 24*time.Hour {
+		bad("circuit-open-for", "%v: want a duration from 1ms to 24h such as 30s", d)
+	}
+	if p := o.Circuit.Probes; p < 1 || p > 1000 {
+		bad("circuit-probes", "%d: want 1 to 1000", p)
+	}
 	if o.Name == "" || strings.ContainsAny(o.Name, " /#*") {
 		bad("name", "%q: want a non-empty name without spaces, '/', '#' or '*'", o.Name)
 	}

@@ -56,6 +56,7 @@ func MainIO(ctx context.Context, args []string, setup Setup, stdout, stderr io.W
 			aggregateCommand(stdout),
 			subjectCommand(stdout),
 			projectionsCommand(stdout, stderr),
+			circuitsCommand(stdout),
 		},
 	}
 	if err := cmd.Run(ctx, args); err != nil {

@@ -162,6 +162,9 @@ type step[S any] struct {
 	wait  *waitStep[S]
 	child *ChildStep[S]
 	cond  func(s *S) bool
+	// nestedThen marks a step of a branch's Then that has a Then itself
+	// (refused by Validate).
+	nestedThen bool
 }
 
 // Definition is a typed saga workflow. Build it with New and the step

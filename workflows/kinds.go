@@ -81,12 +81,18 @@ type ChildStep[S any] struct {
 }
 
 // Branch is one branch of a Parallel step: a command step with its own
-// compensation.
+// compensation, and, under All, the command steps that follow it.
 type Branch[S any] struct {
 	// Name names the branch's step (unique in the workflow).
 	Name string
 	// Step is the command the branch sends.
 	Step CommandStep[S]
+	// Then are command steps the branch sends one after the other once
+	// Step succeeded (a short sequence; their own Then must be empty).
+	// The branch succeeds when the last one does; each is compensated on
+	// its own, in reverse order. Only a Parallel step with mode All may
+	// have them.
+	Then []Branch[S]
 }
 
 // Payload adapts a typed handler of a signal or event payload. A payload
@@ -223,6 +229,20 @@ func (q *Seq[S]) Parallel(name string, mode ParallelMode, branches ...Branch[S])
 		st := commandStep(b.Name, b.Step)
 		st.info.Next = -1
 		q.steps = append(q.steps, st)
+	}
+	// The steps that follow a branch's first come after every branch's
+	// first (the machine finds branch k at BranchFrom+k), chained by Next;
+	// the last of each has Next -1.
+	for k, b := range branches {
+		prev := at + 1 + k
+		for _, then := range b.Then {
+			st := commandStep(then.Name, then.Step)
+			st.info.Next = -1
+			st.nestedThen = len(then.Then) > 0
+			q.steps[prev].info.Next = len(q.steps)
+			prev = len(q.steps)
+			q.steps = append(q.steps, st)
+		}
 	}
 	q.steps[at].info.Next = len(q.steps)
 	return q
@@ -396,6 +416,14 @@ func (q *Seq[S]) checkStep(i int, workflow string) []string {
 		if s.info.BranchCount < 1 {
 			add("parallel step has no branches")
 		}
+		for k := range s.info.BranchCount {
+			if b := s.info.BranchFrom + k; b < len(q.steps) && q.steps[b].info.Next >= 0 && s.info.Mode != All {
+				add("branch %q has steps after it (Then): only a parallel step with mode all may", q.steps[b].info.Name)
+			}
+		}
+	}
+	if s.nestedThen {
+		add("a step of a branch's Then has a Then of its own: list every step of the branch in the branch's Then")
 	}
 	return errs
 }

@@ -399,6 +399,13 @@ func (r *run) branchSucceeded(k int) {
 	b := &in.Branches[k]
 	r.recordAttempt(EventStepSucceeded, b.Step, b.Attempt, "")
 	in.Done = append(in.Done, b.Step)
+	if next := r.steps[b.Step].Next; next >= 0 {
+		// A branch that is a sequence sends its next step; the steps it
+		// completed are on Done, to be undone in reverse order.
+		b.Step, b.Attempt, b.Uncertain = next, 0, false
+		r.branchForward(k)
+		return
+	}
 	b.Status, b.Uncertain = BranchSucceeded, false
 	if r.steps[in.Step].Mode != FirstWins {
 		return

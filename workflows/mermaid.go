@@ -54,14 +54,18 @@ func Mermaid(wf Workflow) string {
 	for i, s := range steps {
 		switch {
 		case s.Next < 0:
-			// a parallel branch: drawn from its parallel step
+			// a parallel branch's last step: drawn from its parallel step
 		case s.Kind == KindIf:
 			line("s%d -->|then| %s", i+1, node(s.Then))
 			line("s%d -->|else| %s", i+1, node(s.Else))
 		case s.Kind == KindParallel:
 			for k := range s.BranchCount {
 				line("s%d --> s%d", i+1, s.BranchFrom+k+1)
-				line("s%d --> j%d", s.BranchFrom+k+1, i+1)
+				last := s.BranchFrom + k
+				for n := 0; steps[last].Next >= 0 && n < len(steps); n++ {
+					last = steps[last].Next // a branch's sequence: drawn step by step
+				}
+				line("s%d --> j%d", last+1, i+1)
 			}
 			line("j%d --> %s", i+1, node(s.Next))
 		default:
