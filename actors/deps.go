@@ -130,6 +130,11 @@ func (d *Deps) dispatch(ctx context.Context, msgs []message.Envelope) {
 	sent := make([]string, 0, len(msgs))
 	for _, m := range msgs {
 		if err := d.Transport.Publish(ctx, m); err != nil {
+			if unpublishable(err) {
+				d.Logger.ErrorContext(ctx, "message can never be published; removed from the outbox", "message_id", m.ID, "type", m.Type, "destination", m.Destination, "saga_id", m.SagaID, "err", err)
+				sent = append(sent, m.ID)
+				continue
+			}
 			d.Logger.WarnContext(ctx, "publish failed; the outbox relay will retry", "message_id", m.ID, "type", m.Type, "err", err)
 			continue
 		}

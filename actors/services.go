@@ -63,6 +63,11 @@ func (r *OutboxRelay) sweep(ctx context.Context, olderThan time.Time) {
 		published := make([]string, 0, len(entries))
 		for _, e := range entries {
 			if err := r.deps.Transport.Publish(ctx, e.Message); err != nil {
+				if unpublishable(err) {
+					r.deps.Logger.Error("outbox relay: message can never be published; removed from the outbox", "message_id", e.ID, "type", e.Message.Type, "stream", e.Stream, "version", e.Version, "err", err)
+					published = append(published, e.ID)
+					continue
+				}
 				r.deps.Logger.Warn("outbox relay: publish failed", "message_id", e.ID, "err", err)
 				continue
 			}

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -47,11 +50,19 @@ func dialNamedTransport(ctx context.Context, name string) (*rabbitmq.Transport, 
 
 // slowStore widens the window in which a kill lands in the middle of
 // handling: before the commit and between the commit and the ack.
-type slowStore struct{ store.Store }
+// It counts the duplicates it refused (store.ErrAlreadyHandled): commands
+// redelivered after the kill that had been committed before it.
+type slowStore struct {
+	store.Store
+	duplicates *atomic.Int64
+}
 
 func (s slowStore) Append(ctx context.Context, c store.Commit) error {
 	time.Sleep(3 * time.Millisecond)
 	err := s.Store.Append(ctx, c)
+	if errors.Is(err, store.ErrAlreadyHandled) {
+		s.duplicates.Add(1)
+	}
 	time.Sleep(3 * time.Millisecond)
 	return err
 }
@@ -71,7 +82,8 @@ func runParticipantChild() int {
 		return 1
 	}
 	defer tr.Close()
-	e := engine.New(engine.Options{Name: "participants", Store: slowStore{st}, Transport: tr, AdminAddr: "127.0.0.1:0", Logger: quietLogger()}).
+	var duplicates atomic.Int64
+	e := engine.New(engine.Options{Name: "participants", Store: slowStore{st, &duplicates}, Transport: tr, AdminAddr: "127.0.0.1:0", Logger: quietLogger()}).
 		Register(orders.Messages()...).
 		Register(orders.Inventory(), orders.Payments(), orders.Shipping())
 	done := make(chan error, 1)
@@ -90,12 +102,14 @@ func runParticipantChild() int {
 		fmt.Fprintln(os.Stderr, "participant child:", err)
 		return 1
 	}
+	// Tell the parent how many redelivered commands were absorbed.
+	_ = os.WriteFile(urlFile+".duplicates", []byte(strconv.FormatInt(duplicates.Load(), 10)), 0o600)
 	return 0
 }
 
 // startParticipants starts a participant process on dir and RabbitMQ
 // topology name, and waits until it runs.
-func startParticipants(t *testing.T, dir, name, amqpURL string) *exec.Cmd {
+func startParticipants(t *testing.T, dir, name, amqpURL string) (*exec.Cmd, string) {
 	t.Helper()
 	urlFile := filepath.Join(t.TempDir(), "participants.url")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -115,7 +129,7 @@ func startParticipants(t *testing.T, dir, name, amqpURL string) *exec.Cmd {
 		_, err := os.Stat(urlFile)
 		return err == nil
 	})
-	return cmd
+	return cmd, urlFile
 }
 
 // TestParticipantSIGKILLMidHandling proves issue 11 item 2: the order
@@ -162,7 +176,7 @@ func TestParticipantSIGKILLMidHandling(t *testing.T) {
 	runEngine(t, e)
 
 	dir := t.TempDir()
-	first := startParticipants(t, dir, name, amqpURL)
+	first, _ := startParticipants(t, dir, name, amqpURL)
 	batch := orderBatch{prefix: "pkill", n: soak(60)}
 	startErr := make(chan error, 1)
 	go func() {
@@ -184,7 +198,7 @@ func TestParticipantSIGKILLMidHandling(t *testing.T) {
 	_ = first.Wait()
 	running, _, _ := e.ListSagas(ctx, engine.ListRequest{Status: []workflows.Status{workflows.StatusRunning, workflows.StatusCompensating}, Limit: 100})
 	t.Logf("killed the participants with %d sagas unfinished", len(running))
-	second := startParticipants(t, dir, name, amqpURL)
+	second, secondURL := startParticipants(t, dir, name, amqpURL)
 	if err := <-startErr; err != nil {
 		t.Fatal(err)
 	}
@@ -208,6 +222,9 @@ func TestParticipantSIGKILLMidHandling(t *testing.T) {
 	}
 	if err := second.Wait(); err != nil {
 		t.Fatalf("participants after SIGTERM: %v", err)
+	}
+	if dup, err := os.ReadFile(secondURL + ".duplicates"); err == nil {
+		t.Logf("the restarted participants absorbed %s redelivered commands that were committed before the kill", dup)
 	}
 	st, err := embedded.Open(ctx, dir)
 	if err != nil {

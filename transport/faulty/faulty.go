@@ -24,16 +24,26 @@ func Duplicate() Option { return func(t *Transport) { t.duplicate = true } }
 // a broker does when an ack is lost with its connection. n < 1 disables it.
 func DropAcks(n int) Option { return func(t *Transport) { t.dropEvery = int64(n) } }
 
+// Reorder swaps neighbours within a partition: a delivery is held back
+// until the next delivery of its partition has been handed to the
+// consumer, or until hold has passed (so a lone message, or a consumer
+// with prefetch 1, is delayed, not stuck). Messages of one key then reach
+// the consumer out of publish order, as after a redelivery from another
+// node. hold <= 0 disables it.
+func Reorder(hold time.Duration) Option { return func(t *Transport) { t.hold = hold } }
+
 // Transport is a transport.Transport that injects faults into the
 // deliveries of the transport it wraps. Make one with Wrap.
 type Transport struct {
 	transport.Transport
 	duplicate bool
 	dropEvery int64
+	hold      time.Duration
 
 	acks       atomic.Int64
 	dropped    atomic.Int64
 	duplicates atomic.Int64
+	reordered  atomic.Int64
 }
 
 var _ transport.Transport = (*Transport)(nil)
@@ -54,17 +64,20 @@ type Stats struct {
 	Duplicates int64
 	// DroppedAcks is how many acks were turned into requeues.
 	DroppedAcks int64
+	// Reordered is how many deliveries were handed out after the one that
+	// followed them.
+	Reordered int64
 }
 
 // Stats returns the faults injected so far.
 func (t *Transport) Stats() Stats {
-	return Stats{Duplicates: t.duplicates.Load(), DroppedAcks: t.dropped.Load()}
+	return Stats{Duplicates: t.duplicates.Load(), DroppedAcks: t.dropped.Load(), Reordered: t.reordered.Load()}
 }
 
 // Consume consumes queue from the wrapped transport and hands h the
 // deliveries with the configured faults.
 func (t *Transport) Consume(ctx context.Context, queue string, prefetch int, h transport.Handler) error {
-	return t.Transport.Consume(ctx, queue, prefetch, func(ctx context.Context, d transport.Delivery) {
+	hand := func(ctx context.Context, d transport.Delivery) {
 		copies := 1
 		if t.duplicate {
 			copies = 2
@@ -76,7 +89,78 @@ func (t *Transport) Consume(ctx context.Context, queue string, prefetch int, h t
 			}
 			h(ctx, &delivery{s: s})
 		}
+	}
+	if t.hold <= 0 {
+		return t.Transport.Consume(ctx, queue, prefetch, hand)
+	}
+	r := &reorderer{t: t, hand: hand, held: make(map[int]*heldDelivery)}
+	defer r.stop()
+	return t.Transport.Consume(ctx, queue, prefetch, func(ctx context.Context, d transport.Delivery) {
+		r.deliver(ctx, d)
 	})
+}
+
+// reorderer holds back one delivery per partition (see Reorder).
+type reorderer struct {
+	t    *Transport
+	hand transport.Handler
+	mu   sync.Mutex
+	held map[int]*heldDelivery
+	done bool
+}
+
+type heldDelivery struct {
+	ctx   context.Context
+	d     transport.Delivery
+	timer *time.Timer
+}
+
+func (r *reorderer) deliver(ctx context.Context, d transport.Delivery) {
+	p := d.Partition()
+	r.mu.Lock()
+	prev := r.held[p]
+	if prev == nil {
+		hd := &heldDelivery{ctx: ctx, d: d}
+		hd.timer = time.AfterFunc(r.t.hold, func() { r.release(p, hd) })
+		r.held[p] = hd
+		r.mu.Unlock()
+		return
+	}
+	if !prev.timer.Stop() {
+		// Its release is running; hand d on in order.
+		r.mu.Unlock()
+		r.hand(ctx, d)
+		return
+	}
+	delete(r.held, p)
+	r.mu.Unlock()
+	r.t.reordered.Add(1)
+	r.hand(ctx, d)
+	r.hand(prev.ctx, prev.d)
+}
+
+// release hands on a delivery whose hold ran out.
+func (r *reorderer) release(p int, hd *heldDelivery) {
+	r.mu.Lock()
+	if r.done || r.held[p] != hd {
+		r.mu.Unlock()
+		return
+	}
+	delete(r.held, p)
+	r.mu.Unlock()
+	r.hand(hd.ctx, hd.d)
+}
+
+// stop drops what is held when Consume returns: the wrapped transport
+// takes unsettled deliveries back for redelivery.
+func (r *reorderer) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.done = true
+	for p, hd := range r.held {
+		hd.timer.Stop()
+		delete(r.held, p)
+	}
 }
 
 // settlement settles one wrapped delivery once all its copies are settled.

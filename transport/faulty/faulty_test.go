@@ -159,3 +159,30 @@ func TestDropAcksRedeliversTheMessage(t *testing.T) {
 		t.Errorf("stats %+v, want 1 dropped ack", st)
 	}
 }
+
+func TestReorderSwapsNeighboursAndReleasesALoneMessage(t *testing.T) {
+	ctx := context.Background()
+	tr := faulty.Wrap(newInmem(t), faulty.Reorder(300*time.Millisecond))
+	first := publish(t, tr)
+	second := publish(t, tr)
+	s := consume(t, tr)
+	a, b := s.next(t), s.next(t)
+	if a.Envelope().ID != second.ID || b.Envelope().ID != first.ID {
+		t.Fatalf("got %s then %s, want %s (the second) then %s", a.Envelope().ID, b.Envelope().ID, second.ID, first.ID)
+	}
+	for _, d := range []transport.Delivery{a, b} {
+		if err := d.Ack(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lone := publish(t, tr)
+	start := time.Now()
+	if d := s.next(t); d.Envelope().ID != lone.ID {
+		t.Fatalf("got %s, want the lone message %s", d.Envelope().ID, lone.ID)
+	} else if waited := time.Since(start); waited < 250*time.Millisecond {
+		t.Errorf("lone message handed on after %v, want it held about 300ms", waited)
+	}
+	if st := tr.Stats(); st.Reordered != 1 {
+		t.Errorf("stats %+v, want 1 reordered", st)
+	}
+}
