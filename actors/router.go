@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -82,7 +83,7 @@ func (r *routerActor) Receive(c actor.Context) {
 			props := actor.PropsFromProducer(func() actor.Actor {
 				return &keyedActor{key: key, entity: newEntity(key), activity: act, ctx: ctx}
 			})
-			ch = &child{pid: c.Spawn(props), activity: act}
+			ch = &child{pid: c.SpawnPrefix(props, key+childKeyEnd), activity: act}
 			r.children[key] = ch
 		}
 		ch.forwarded++
@@ -94,11 +95,37 @@ func (r *routerActor) Receive(c actor.Context) {
 	case *actor.Stopping, *actor.Restarting:
 		r.stopTicker()
 	case *actor.Terminated:
-		for key, ch := range r.children {
-			if ch.pid.Equal(m.Who) {
-				delete(r.children, key)
-			}
-		}
+		r.forget(c, m.Who)
+	}
+}
+
+// childKeyEnd ends the key in a keyed actor's name (the router's ID, "/",
+// the key, then Proto.Actor's "$" and sequence number), so that the router
+// finds the key of a terminated child without a scan of its children.
+const childKeyEnd = "#"
+
+// forget drops the record of a child that terminated, if it is still the
+// key's actor (a passivated child was dropped when it was stopped).
+//
+// Proto.Actor has just removed the child from the router's children set,
+// whose Remove shrinks the set's slice and leaves the vacated slot of the
+// backing array holding a *PID. A PID caches its process (mailbox, context,
+// actor and entity), so without clearing that slot every passivated actor
+// could stay reachable until a later spawn overwrote it.
+func (r *routerActor) forget(c actor.Context, who *actor.PID) {
+	if pids := c.Children(); len(pids) < cap(pids) {
+		pids[:len(pids)+1][len(pids)] = nil
+	}
+	name, ok := strings.CutPrefix(who.Id, c.Self().Id+"/")
+	if !ok {
+		return
+	}
+	i := strings.LastIndex(name, childKeyEnd)
+	if i < 0 {
+		return
+	}
+	if ch, ok := r.children[name[:i]]; ok && ch.pid.Equal(who) {
+		delete(r.children, name[:i])
 	}
 }
 
