@@ -60,6 +60,10 @@ type child struct {
 type routerActor struct {
 	idle     time.Duration
 	children map[string]*child
+	// peak is the most children since the map was last made: a Go map
+	// keeps the room of its largest size, so after passivation freed
+	// most of it the router moves the rest to a new map.
+	peak     int
 	stopTick chan struct{}
 	// childProps are shared by all the router's keyed actors: an actor
 	// learns its key from its first delivery, so that an idle actor costs
@@ -100,6 +104,7 @@ func (r *routerActor) Receive(c actor.Context) {
 			ch.activity.lastDone.Store(time.Now().UnixNano())
 			ch.pid = c.SpawnPrefix(r.childProps, key+childKeyEnd)
 			r.children[key] = ch
+			r.peak = max(r.peak, len(r.children))
 		}
 		ch.forwarded++
 		m.activity = &ch.activity
@@ -187,7 +192,18 @@ func (r *routerActor) passivateIdle(c actor.Context) {
 		delete(r.children, key)
 		c.Stop(ch.pid)
 	}
+	if r.peak >= shrinkChildrenFrom && len(r.children) <= r.peak/4 {
+		children := make(map[string]*child, len(r.children))
+		for key, ch := range r.children {
+			children[key] = ch
+		}
+		r.children, r.peak = children, len(children)
+	}
 }
+
+// shrinkChildrenFrom is the peak number of children from which a router
+// remakes its map once three quarters of them were passivated.
+const shrinkChildrenFrom = 1024
 
 // keyedActor runs one key's entity, made on its first delivery. A panic
 // while handling requeues the delivery and is re-raised so the supervisor

@@ -107,9 +107,16 @@ func memoryChild(ctx context.Context, cfg childConfig) error {
 	}
 
 	res := &MemoryResult{
-		Status: StatusOK, Actors: cfg.Count, BaselineRSS: mib(base.RSS),
+		Status: StatusOK, Actors: cfg.Count,
+		BaselineRSS: mib(base.RSS), BaselineAnon: mib(base.Anon), BaselineFile: mib(base.File), BaselineHeap: mib(base.Heap),
 		IdleRSS: mib(idle.RSS), IdleAnon: mib(idle.Anon), IdleFile: mib(idle.File), IdleHeap: mib(idle.Heap),
 		SendSeconds: send.Seconds(),
+	}
+	if cfg.Count > 0 && idle.Anon > base.Anon {
+		res.AnonPerActor = float64(idle.Anon-base.Anon) / float64(cfg.Count)
+	}
+	if fi, err := os.Stat(st.Path()); err == nil {
+		res.StoreFile = mib(uint64(fi.Size()))
 	}
 	if send > cfg.Idle {
 		res.Note = fmt.Sprintf("sending took %.1fs, longer than the %v idle timeout: some actors may have been passivated before the idle figure", send.Seconds(), cfg.Idle)
@@ -130,6 +137,7 @@ func memoryChild(ctx context.Context, cfg childConfig) error {
 		return err
 	}
 	res.PassivatedRSS, res.PassivatedAnon, res.PassivatedHeap = mib(pass.RSS), mib(pass.Anon), mib(pass.Heap)
+	res.PassivatedFile = mib(pass.File)
 
 	// Check that passivation happened: send a second command to a sample
 	// of the aggregates. An actor that was passivated loads its stream
