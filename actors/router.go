@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +15,9 @@ import (
 // deliveryMsg carries a transport delivery through actor mailboxes.
 type deliveryMsg struct {
 	d transport.Delivery
+	// activity is set by the router when it forwards the delivery to the
+	// key's actor, which reports on it when it has handled it.
+	activity *activity
 }
 
 // passivationTick makes a router stop the keyed actors that have been idle.
@@ -25,8 +29,8 @@ type entity interface {
 	handle(ctx context.Context, d transport.Delivery)
 }
 
-// EntityFactory makes the entity for a key; the router calls it when it
-// spawns (and the supervisor when it restarts) the key's actor.
+// EntityFactory makes the entity for a key; the key's actor calls it on its
+// first delivery (and again on the first after a restart).
 type EntityFactory func(key string) entity
 
 // activity is what a keyed actor reports to its router without messages:
@@ -41,7 +45,7 @@ type activity struct {
 type child struct {
 	pid       *actor.PID
 	forwarded uint64
-	activity  *activity
+	activity  activity
 }
 
 // routerActor owns the keyed actors of one partition of one queue: it
@@ -54,18 +58,38 @@ type child struct {
 // version its timer races with the mailbox (asynkron/protoactor-go#1139),
 // and a timer per actor costs memory that an idle actor should not.
 type routerActor struct {
+	idle     time.Duration
+	children map[string]*child
+	// peak is the most children since the map was last made: a Go map
+	// keeps the room of its largest size, so after passivation freed
+	// most of it the router moves the rest to a new map.
+	peak     int
+	stopTick chan struct{}
+	// childProps are shared by all the router's keyed actors: an actor
+	// learns its key from its first delivery, so that an idle actor costs
+	// no props or producer of its own.
+	childProps *actor.Props
+}
+
+// keyedShared is what every keyed actor of one router needs.
+type keyedShared struct {
 	newEntity EntityFactory
-	idle      time.Duration
-	children  map[string]*child
 	ctx       context.Context
-	stopTick  chan struct{}
 }
 
 // RouterProps returns the props of a partition router whose keyed actors
 // run entities made by newEntity and passivate after idle (0: never).
 func RouterProps(ctx context.Context, newEntity EntityFactory, idle time.Duration) *actor.Props {
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &routerActor{newEntity: newEntity, idle: idle, children: make(map[string]*child), ctx: ctx}
+		shared := &keyedShared{newEntity: newEntity, ctx: ctx}
+		return &routerActor{
+			idle: idle, children: make(map[string]*child),
+			// The lock-free mailbox allocates a node per message but
+			// almost nothing while empty (the default allocates a ring of
+			// 10 slots per actor).
+			childProps: actor.PropsFromProducer(func() actor.Actor { return &keyedActor{shared: shared} },
+				actor.WithMailbox(actor.UnboundedLockfree())),
+		}
 	}, actor.WithSupervisor(actor.NewRestartingStrategy()))
 }
 
@@ -76,16 +100,14 @@ func (r *routerActor) Receive(c actor.Context) {
 		key := m.d.Envelope().Key
 		ch, ok := r.children[key]
 		if !ok {
-			act := &activity{}
-			act.lastDone.Store(time.Now().UnixNano())
-			newEntity, ctx := r.newEntity, r.ctx
-			props := actor.PropsFromProducer(func() actor.Actor {
-				return &keyedActor{key: key, entity: newEntity(key), activity: act, ctx: ctx}
-			})
-			ch = &child{pid: c.Spawn(props), activity: act}
+			ch = &child{}
+			ch.activity.lastDone.Store(time.Now().UnixNano())
+			ch.pid = c.SpawnPrefix(r.childProps, key+childKeyEnd)
 			r.children[key] = ch
+			r.peak = max(r.peak, len(r.children))
 		}
 		ch.forwarded++
+		m.activity = &ch.activity
 		c.Send(ch.pid, m)
 	case *passivationTick:
 		r.passivateIdle(c)
@@ -94,11 +116,37 @@ func (r *routerActor) Receive(c actor.Context) {
 	case *actor.Stopping, *actor.Restarting:
 		r.stopTicker()
 	case *actor.Terminated:
-		for key, ch := range r.children {
-			if ch.pid.Equal(m.Who) {
-				delete(r.children, key)
-			}
-		}
+		r.forget(c, m.Who)
+	}
+}
+
+// childKeyEnd ends the key in a keyed actor's name (the router's ID, "/",
+// the key, then Proto.Actor's "$" and sequence number), so that the router
+// finds the key of a terminated child without a scan of its children.
+const childKeyEnd = "#"
+
+// forget drops the record of a child that terminated, if it is still the
+// key's actor (a passivated child was dropped when it was stopped).
+//
+// Proto.Actor has just removed the child from the router's children set,
+// whose Remove shrinks the set's slice and leaves the vacated slot of the
+// backing array holding a *PID. A PID caches its process (mailbox, context,
+// actor and entity), so without clearing that slot every passivated actor
+// could stay reachable until a later spawn overwrote it.
+func (r *routerActor) forget(c actor.Context, who *actor.PID) {
+	if pids := c.Children(); len(pids) < cap(pids) {
+		pids[:len(pids)+1][len(pids)] = nil
+	}
+	name, ok := strings.CutPrefix(who.Id, c.Self().Id+"/")
+	if !ok {
+		return
+	}
+	i := strings.LastIndex(name, childKeyEnd)
+	if i < 0 {
+		return
+	}
+	if ch, ok := r.children[name[:i]]; ok && ch.pid.Equal(who) {
+		delete(r.children, name[:i])
 	}
 }
 
@@ -144,39 +192,51 @@ func (r *routerActor) passivateIdle(c actor.Context) {
 		delete(r.children, key)
 		c.Stop(ch.pid)
 	}
+	if r.peak >= shrinkChildrenFrom && len(r.children) <= r.peak/4 {
+		children := make(map[string]*child, len(r.children))
+		for key, ch := range r.children {
+			children[key] = ch
+		}
+		r.children, r.peak = children, len(children)
+	}
 }
 
-// keyedActor runs one key's entity. A panic while handling requeues the
-// delivery and is re-raised so the supervisor restarts the actor with a
-// fresh entity that reloads its state.
+// shrinkChildrenFrom is the peak number of children from which a router
+// remakes its map once three quarters of them were passivated.
+const shrinkChildrenFrom = 1024
+
+// keyedActor runs one key's entity, made on its first delivery. A panic
+// while handling requeues the delivery and is re-raised so the supervisor
+// restarts the actor, which makes a fresh entity that reloads its state.
 type keyedActor struct {
-	key      string
-	entity   entity
-	activity *activity
-	ctx      context.Context
+	shared *keyedShared
+	entity entity
 }
 
 // Receive implements actor.Actor.
 func (k *keyedActor) Receive(c actor.Context) {
 	if m, ok := c.Message().(*deliveryMsg); ok {
-		k.receiveDelivery(m.d)
+		k.receiveDelivery(m.d, m.activity)
 	}
 }
 
-func (k *keyedActor) receiveDelivery(d transport.Delivery) {
+func (k *keyedActor) receiveDelivery(d transport.Delivery, act *activity) {
 	defer func() {
-		k.activity.lastDone.Store(time.Now().UnixNano())
-		k.activity.finished.Add(1)
+		act.lastDone.Store(time.Now().UnixNano())
+		act.finished.Add(1)
 	}()
 	defer func() {
 		if p := recover(); p != nil {
 			e := d.Envelope()
-			reason := fmt.Errorf("panic handling %s %s for key %q: %v", e.Type, e.ID, k.key, p)
+			reason := fmt.Errorf("panic handling %s %s for key %q: %v", e.Type, e.ID, e.Key, p)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			_ = d.Requeue(ctx, reason)
 			panic(p)
 		}
 	}()
-	k.entity.handle(k.ctx, d)
+	if k.entity == nil {
+		k.entity = k.shared.newEntity(d.Envelope().Key)
+	}
+	k.entity.handle(k.shared.ctx, d)
 }

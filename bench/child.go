@@ -48,6 +48,9 @@ type childConfig struct {
 	Timeout time.Duration `json:"timeout"`
 	// Verbose shows the engine's warnings.
 	Verbose bool `json:"verbose"`
+	// HeapProfile is the prefix of the memory child's heap profiles ("":
+	// none).
+	HeapProfile string `json:"heap_profile,omitempty"`
 }
 
 // childEvent is one line a child writes.

@@ -24,7 +24,9 @@
 //
 // Results are printed as a table and written as JSON (-out). -only selects
 // sections; -cpuprofile profiles the harness process (which hosts the
-// engines of the embedded and distributed sections).
+// engines of the embedded and distributed sections); -memprofile PREFIX
+// writes the memory child's heap profiles with its actors idle and after
+// passivation.
 //
 //	go run ./bench -out bench-results.json
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"sync/atomic"
 	"time"
 
@@ -23,7 +24,7 @@ func runMemory(cfg Config, runID string) *MemoryResult {
 	timeout := 10*time.Minute + 2*cfg.MemoryIdle
 	c, err := startChild(childMemory, childConfig{
 		Dir: dir, RunID: runID, Count: cfg.Actors, Partitions: cfg.Partitions, Idle: cfg.MemoryIdle,
-		Timeout: timeout, Verbose: cfg.Verbose,
+		Timeout: timeout, Verbose: cfg.Verbose, HeapProfile: cfg.MemProfile,
 	})
 	if err != nil {
 		return &MemoryResult{Status: failed(err)}
@@ -101,11 +102,21 @@ func memoryChild(ctx context.Context, cfg childConfig) error {
 	if err != nil {
 		return err
 	}
+	if err := writeHeapProfile(cfg.HeapProfile, "idle"); err != nil {
+		return err
+	}
 
 	res := &MemoryResult{
-		Status: StatusOK, Actors: cfg.Count, BaselineRSS: mib(base.RSS),
+		Status: StatusOK, Actors: cfg.Count,
+		BaselineRSS: mib(base.RSS), BaselineAnon: mib(base.Anon), BaselineFile: mib(base.File), BaselineHeap: mib(base.Heap),
 		IdleRSS: mib(idle.RSS), IdleAnon: mib(idle.Anon), IdleFile: mib(idle.File), IdleHeap: mib(idle.Heap),
 		SendSeconds: send.Seconds(),
+	}
+	if cfg.Count > 0 && idle.Anon > base.Anon {
+		res.AnonPerActor = float64(idle.Anon-base.Anon) / float64(cfg.Count)
+	}
+	if fi, err := os.Stat(st.Path()); err == nil {
+		res.StoreFile = mib(uint64(fi.Size()))
 	}
 	if send > cfg.Idle {
 		res.Note = fmt.Sprintf("sending took %.1fs, longer than the %v idle timeout: some actors may have been passivated before the idle figure", send.Seconds(), cfg.Idle)
@@ -122,7 +133,11 @@ func memoryChild(ctx context.Context, cfg childConfig) error {
 	if err != nil {
 		return err
 	}
+	if err := writeHeapProfile(cfg.HeapProfile, "passivated"); err != nil {
+		return err
+	}
 	res.PassivatedRSS, res.PassivatedAnon, res.PassivatedHeap = mib(pass.RSS), mib(pass.Anon), mib(pass.Heap)
+	res.PassivatedFile = mib(pass.File)
 
 	// Check that passivation happened: send a second command to a sample
 	// of the aggregates. An actor that was passivated loads its stream
@@ -143,6 +158,27 @@ func memoryChild(ctx context.Context, cfg childConfig) error {
 		res.Note = joinNote(res.Note, fmt.Sprintf("the engine logged %d warnings, the first: %s", n, first))
 	}
 	emit(childEvent{Event: "memory", Memory: res})
+	return nil
+}
+
+// writeHeapProfile writes the heap profile to prefix-name.pprof, if a
+// prefix is given.
+func writeHeapProfile(prefix, name string) error {
+	if prefix == "" {
+		return nil
+	}
+	path := prefix + "-" + name + ".pprof"
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("heap profile: %w", err)
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write heap profile %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write heap profile %s: %w", path, err)
+	}
 	return nil
 }
 

@@ -188,8 +188,12 @@ type MemoryResult struct {
 	Status Status `json:"status"`
 	// Actors is the number of aggregates that each handled one command.
 	Actors int `json:"actors"`
-	// BaselineRSS is the engine's RSS before the first command.
-	BaselineRSS MiB `json:"baseline_rss_mib"`
+	// BaselineRSS is the engine's RSS before the first command, with its
+	// anonymous and file-backed parts and the Go heap in use.
+	BaselineRSS  MiB `json:"baseline_rss_mib"`
+	BaselineAnon MiB `json:"baseline_rss_anon_mib"`
+	BaselineFile MiB `json:"baseline_rss_file_mib"`
+	BaselineHeap MiB `json:"baseline_heap_mib"`
 	// IdleRSS is the RSS with every actor alive and idle; IdleAnon its
 	// anonymous part (heap, stacks) and IdleFile the part that maps files
 	// (the bbolt file).
@@ -198,10 +202,17 @@ type MemoryResult struct {
 	IdleFile MiB `json:"idle_rss_file_mib"`
 	// IdleHeap is the Go heap in use then.
 	IdleHeap MiB `json:"idle_heap_mib"`
-	// PassivatedRSS, PassivatedAnon and PassivatedHeap are the same after
-	// the actors were passivated.
+	// AnonPerActor is the growth of the anonymous RSS from the baseline
+	// to the idle figure per actor, in bytes: what one idle actor costs
+	// (the file-backed part grows with the data stored, not the actors).
+	AnonPerActor float64 `json:"idle_anon_bytes_per_actor"`
+	// StoreFile is the size of the bbolt file at the idle figure.
+	StoreFile MiB `json:"store_file_mib"`
+	// PassivatedRSS, PassivatedAnon, PassivatedFile and PassivatedHeap
+	// are the same after the actors were passivated.
 	PassivatedRSS  MiB `json:"passivated_rss_mib"`
 	PassivatedAnon MiB `json:"passivated_rss_anon_mib"`
+	PassivatedFile MiB `json:"passivated_rss_file_mib"`
 	PassivatedHeap MiB `json:"passivated_heap_mib"`
 	// Sampled aggregates got a second command after the passivated figure;
 	// SampledPassivated of them loaded their stream again, so their actor
@@ -306,12 +317,14 @@ func (r *Report) PrintTable(w io.Writer) {
 	if m := r.Memory; m != nil {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "MEMORY (engine in a child process)\t\t")
-		row(tw, "RSS before any actor", m.Status, fmt.Sprintf("%.1f MiB", m.BaselineRSS))
+		row(tw, "RSS before any actor", m.Status, fmt.Sprintf("%.1f MiB (anon %.1f, file %.1f; Go heap %.1f)",
+			m.BaselineRSS, m.BaselineAnon, m.BaselineFile, m.BaselineHeap))
 		row(tw, fmt.Sprintf("RSS with %d idle aggregate actors", m.Actors), m.Status,
-			fmt.Sprintf("%.1f MiB (anon %.1f, file %.1f; Go heap %.1f)", m.IdleRSS, m.IdleAnon, m.IdleFile, m.IdleHeap))
+			fmt.Sprintf("%.1f MiB (anon %.1f, file %.1f; Go heap %.1f); anon %.0f B per actor; store file %.1f MiB",
+				m.IdleRSS, m.IdleAnon, m.IdleFile, m.IdleHeap, m.AnonPerActor, m.StoreFile))
 		row(tw, "RSS after passivation", m.Status,
-			fmt.Sprintf("%.1f MiB (anon %.1f; Go heap %.1f); %d of %d sampled actors had been passivated",
-				m.PassivatedRSS, m.PassivatedAnon, m.PassivatedHeap, m.SampledPassivated, m.Sampled))
+			fmt.Sprintf("%.1f MiB (anon %.1f, file %.1f; Go heap %.1f); %d of %d sampled actors had been passivated",
+				m.PassivatedRSS, m.PassivatedAnon, m.PassivatedFile, m.PassivatedHeap, m.SampledPassivated, m.Sampled))
 		_ = tw.Flush()
 		fmt.Fprintln(w)
 	}
