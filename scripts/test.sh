@@ -85,7 +85,12 @@ ensure_rabbitmq() {
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null || return 1
 	fi
 	echo "== starting rabbitmq-server"
-	rabbitmq-server -detached >/dev/null 2>&1 || true
+	# Every partition is a quorum queue, which holds files open: with the
+	# usual soft limit of 1,024 descriptors a broker that has a few hundred
+	# queues (a few interrupted runs) stops answering new connections. Raise
+	# the limit for the broker we start, up to the hard limit.
+	(ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 20000 2>/dev/null || true
+		rabbitmq-server -detached >/dev/null 2>&1) || true
 	for _ in $(seq 1 120); do
 		if ! port_free 5672; then
 			rabbitmqctl await_startup >/dev/null 2>&1 || true
@@ -165,7 +170,9 @@ for target in \
 	"./message/ FuzzRegistryDecode" \
 	"./workflows/ FuzzSagaInput" \
 	"./engine/ FuzzDecodeBody" \
-	"./engine/ FuzzAdminHandlers"; do
+	"./engine/ FuzzAdminHandlers" \
+	"./engine/ FuzzParseAggregateAt" \
+	"./shred/ FuzzOpen"; do
 	set -- $target
 	go test -run '^$' -fuzz "^$2\$" -fuzztime "$fuzztime" "$1"
 done
