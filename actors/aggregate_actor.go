@@ -143,6 +143,15 @@ func (a *aggregateEntity) decide(cmdEnv message.Envelope, cmd any) (pendingCommi
 			Key: a.id, SagaID: cmdEnv.SagaID, CorrelationID: cmdEnv.CorrelationID, CausationID: cmdEnv.ID,
 			Sequence: a.seq + uint64(i) + 1, OccurredAt: now, Payload: payload,
 		})
+		// Only an explicit mapper turns an internal event into a public
+		// one; it goes out through the same commit's outbox (I1).
+		public, ok, err := aggregate.PublicEnvelope(a.deps.Registry, a.typ, a.stream, pc.Version, pc.Events[len(pc.Events)-1], ev)
+		if err != nil {
+			return pendingCommit{}, nil, err
+		}
+		if ok {
+			pc.Outbox = append(pc.Outbox, public)
+		}
 		reply = ev
 	}
 	pc.stateAfter = state

@@ -59,6 +59,7 @@ type Definition[S any] struct {
 	evtOrder      []reflect.Type
 	problems      []error
 	snapshotEvery int // see SnapshotEvery
+	publish       publishing // public event mappers (publish.go)
 }
 
 // New defines an aggregate type called name whose commands arrive on the

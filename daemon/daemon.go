@@ -53,6 +53,7 @@ func MainIO(ctx context.Context, args []string, setup Setup, stdout, stderr io.W
 			retryCommand(stdout),
 			deadLettersCommand(stdout, stderr),
 			workflowsCommand(stdout),
+			projectionsCommand(stdout, stderr),
 		},
 	}
 	if err := cmd.Run(ctx, args); err != nil {

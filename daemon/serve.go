@@ -18,6 +18,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/console"
 	"github.com/sagaflow/sagaflow/engine"
+	rmmongo "github.com/sagaflow/sagaflow/readmodel/mongo"
 	mongostore "github.com/sagaflow/sagaflow/store/mongo"
 	"github.com/sagaflow/sagaflow/transport/rabbitmq"
 )
@@ -56,6 +57,13 @@ func serveCommand(setup Setup, stdout, stderr io.Writer) *cli.Command {
 				}
 				defer st.Close()
 				opts.Store = st
+				// Read models go to the same database.
+				rm, err := rmmongo.Open(ctx, uri)
+				if err != nil {
+					return fmt.Errorf("--mongo-uri: read models: %w", err)
+				}
+				defer rm.Close()
+				opts.ReadModels = rm
 			}
 			if url := s.amqpURL; url != "" {
 				tr, err := rabbitmq.Dial(ctx, url, rabbitmq.WithName(opts.Name), rabbitmq.WithPartitions(opts.Partitions), rabbitmq.WithLogger(opts.Logger))

@@ -64,6 +64,9 @@ type StartResponse struct {
 //	POST /v1/subjects/{id}/forget    forget a data subject (crypto-shredding) -> ForgetResponse
 //	GET  /v1/workflows               registered workflows with steps and Mermaid -> WorkflowsResponse
 //	GET  /v1/workflows/{name}        one (query: version, default the latest) -> WorkflowInfo
+//	GET  /v1/projections, /v1/projections/{name}, POST /v1/projections/{name}/rebuild,
+//	GET  /v1/readmodels/{model}, /v1/readmodels/{model}/{key}, /v1/readmodels/stream:
+//	                                 projections and read models (see projectionRoutes)
 //	GET  /healthz                    the process is up
 //	GET  /readyz                     the engine runs, its store answers, its transport is connected
 //
@@ -94,6 +97,7 @@ func (e *Engine) AdminHandler() http.Handler {
 	mux.HandleFunc("GET /v1/circuits", e.handleCircuits)
 	e.deadLetterRoutes(mux)
 	e.eventSourcingRoutes(mux)
+	e.projectionRoutes(mux) // projections and read models: admin_projections.go
 	mux.HandleFunc("GET /v1/workflows", e.handleWorkflows)
 	mux.HandleFunc("GET /v1/workflows/{name}", e.handleWorkflow)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -140,7 +144,7 @@ func (e *Engine) HandleAdmin(pattern string, h http.Handler) {
 		for _, m := range e.adminMounts {
 			scratch.Handle(m.pattern, m.handler)
 		}
-		for _, p := range append(append(builtinAdminPatterns, deadLetterPatterns...), eventSourcingPatterns...) {
+		for _, p := range append(append(append(builtinAdminPatterns, deadLetterPatterns...), eventSourcingPatterns...), projectionPatterns...) {
 			scratch.Handle(p, http.NotFoundHandler())
 		}
 		scratch.Handle(pattern, h)

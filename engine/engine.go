@@ -20,6 +20,7 @@ import (
 	"github.com/sagaflow/sagaflow/aggregate"
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/shred"
+	"github.com/sagaflow/sagaflow/projection"
 	"github.com/sagaflow/sagaflow/store"
 	"github.com/sagaflow/sagaflow/store/embedded"
 	"github.com/sagaflow/sagaflow/transport"
@@ -60,6 +61,8 @@ type Engine struct {
 	adminURL atomic.Value // string
 
 	adminMounts []adminMount // guarded by mu; see HandleAdmin
+
+	proj projections // projections and read models (projections.go)
 }
 
 // MessageType is a registration of a Go struct under a type name; make one
@@ -96,7 +99,8 @@ func New(opts Options) *Engine {
 }
 
 // Register adds workflow definitions (workflows.Workflow), aggregate types
-// (aggregate.Type) and message types (MessageType, from Message). Message
+// (aggregate.Type), projections (*projection.Projection) and message
+// types (MessageType, from Message). Message
 // types should come first: an aggregate's command and event types must be
 // registered. Problems are collected and returned by Err and Run.
 func (e *Engine) Register(items ...any) *Engine {
@@ -128,8 +132,13 @@ func (e *Engine) registerOne(it any) error {
 		}
 		versions[v.Version()] = v
 		return nil
+	case *projection.Projection:
+		return e.registerProjection(v)
 	case aggregate.Type:
 		if err := v.Validate(); err != nil {
+			return err
+		}
+		if err := e.checkPublicEvents(v); err != nil {
 			return err
 		}
 		if have, dup := e.aggregates[v.Service()]; dup {
@@ -247,6 +256,11 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	if err := e.declare(ctx); err != nil {
 		return err
 	}
+	closeProjections, err := e.openProjections(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeProjections()
 
 	system := actor.NewActorSystem(actor.WithLoggerFactory(func(*actor.ActorSystem) *slog.Logger {
 		return slog.New(warnOnly{e.logger.Handler()}).With("component", "protoactor")
@@ -273,6 +287,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("admin API: listen on %s: %w", o.AdminAddr, err)
 		}
 		srv = &http.Server{Handler: e.AdminHandler(), ReadHeaderTimeout: 5 * time.Second}
+		srv.RegisterOnShutdown(e.endStreams)
 		e.adminURL.Store("http://" + ln.Addr().String())
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -291,6 +306,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	timers := actors.NewTimerService(e.deps)
 	timers.Interval = o.TimerInterval
 	g.Go(func() error { return timers.Run(gctx) })
+	e.runProjections(g, gctx)
 
 	// Resume what was unfinished before taking new work, so that the scan
 	// sees only sagas of the previous run.

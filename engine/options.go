@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/sagaflow/sagaflow/readmodel"
 	"github.com/sagaflow/sagaflow/store"
 	"github.com/sagaflow/sagaflow/transport"
 )
@@ -22,6 +23,13 @@ type Options struct {
 	Store store.Store
 	// Transport overrides the in-process transport.
 	Transport transport.Transport
+	// ReadModels keeps the projections' read models (default: a bbolt
+	// file readmodels.db in DataDir, opened when projections are
+	// registered).
+	ReadModels readmodel.Store
+	// ProjectionGapWait is how long a projection holds an event that
+	// arrived ahead of a missing one (default projection.DefaultGapWait).
+	ProjectionGapWait time.Duration
 	// Partitions is the number of partitions per queue (default 16).
 	Partitions int
 	// Prefetch bounds unsettled deliveries per partition (default 64).
