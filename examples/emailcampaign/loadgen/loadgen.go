@@ -177,18 +177,31 @@ func waitMember(ctx context.Context, t Target, c Customer) error {
 	}
 }
 
-// RunCampaigns starts the plan's campaigns (all at once), waits for each,
-// records an open for every third mail sent, and returns the final
-// reports.
+// RunCampaigns starts the plan's campaigns (all at once) and finishes
+// them (FinishCampaigns).
 func RunCampaigns(ctx context.Context, t Target, p Plan, budget int, progress io.Writer) (Result, error) {
-	var res Result
-	bar := newBar(progress, p.Campaigns, "campaigns: running")
+	if err := StartCampaigns(ctx, t, p, budget); err != nil {
+		return Result{}, err
+	}
+	return FinishCampaigns(ctx, t, p, progress)
+}
+
+// StartCampaigns starts the plan's campaigns.
+func StartCampaigns(ctx context.Context, t Target, p Plan, budget int) error {
 	for i := range p.Campaigns {
 		in := campaigns.Input{ID: p.CampaignID(i), Name: fmt.Sprintf("B customers #%d", i+1), Subject: fmt.Sprintf("Our offer #%d for you", i+1), Body: "Dear customer, ...", Budget: budget}
 		if err := t.StartCampaign(ctx, in); err != nil {
-			return res, fmt.Errorf("start %s: %w", in.ID, err)
+			return fmt.Errorf("start %s: %w", in.ID, err)
 		}
 	}
+	return nil
+}
+
+// FinishCampaigns waits for the plan's started campaigns, records an
+// open for every third mail sent, and returns the final reports.
+func FinishCampaigns(ctx context.Context, t Target, p Plan, progress io.Writer) (Result, error) {
+	var res Result
+	bar := newBar(progress, p.Campaigns, "campaigns: running")
 	for i := range p.Campaigns {
 		st, err := t.WaitCampaign(ctx, p.CampaignID(i))
 		if err != nil {

@@ -39,6 +39,8 @@ type Sink struct {
 	msgs         []Message
 	refusing     bool
 	refused      int
+	hold         chan struct{} // non-nil: MAIL waits until it is closed
+	held         int
 	bounceDomain string
 	done         chan struct{}
 	serveErr     error
@@ -104,6 +106,34 @@ func (s *Sink) Refuse(on bool) {
 	s.refusing = on
 }
 
+// Hold makes every MAIL command wait (at most 30s) until Release: the
+// mails in flight stay in flight, so a test can change the world
+// meanwhile.
+func (s *Sink) Hold() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hold == nil {
+		s.hold = make(chan struct{})
+	}
+}
+
+// Release lets the held MAIL commands and the later ones go on.
+func (s *Sink) Release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.hold != nil {
+		close(s.hold)
+		s.hold = nil
+	}
+}
+
+// Held counts the MAIL commands that had to wait.
+func (s *Sink) Held() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.held
+}
+
 // Refused counts the MAIL commands refused by the outage.
 func (s *Sink) Refused() int {
 	s.mu.Lock()
@@ -148,6 +178,15 @@ func (x *session) Logout() error { return nil }
 
 func (x *session) Mail(from string, _ *gosmtp.MailOptions) error {
 	x.sink.mu.Lock()
+	if hold := x.sink.hold; hold != nil {
+		x.sink.held++
+		x.sink.mu.Unlock()
+		select {
+		case <-hold:
+		case <-time.After(30 * time.Second):
+		}
+		x.sink.mu.Lock()
+	}
 	defer x.sink.mu.Unlock()
 	if x.sink.refusing {
 		x.sink.refused++
