@@ -28,7 +28,7 @@ type allInOne struct {
 	hook atomic.Pointer[func(ctx context.Context, campaign, customer string)]
 }
 
-func startAllInOne(t *testing.T, circuit engine.CircuitSettings) *allInOne {
+func startAllInOne(t *testing.T, circuit engine.CircuitSettings, adminAddr ...string) *allInOne {
 	t.Helper()
 	sink, err := smtpsink.Start("127.0.0.1:0", loadgen.BounceDomain)
 	if err != nil {
@@ -39,9 +39,13 @@ func startAllInOne(t *testing.T, circuit engine.CircuitSettings) *allInOne {
 	ready := make(chan system.Running, 1)
 	done := make(chan error, 1)
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	admin := ""
+	if len(adminAddr) > 0 {
+		admin = adminAddr[0]
+	}
 	go func() {
 		done <- system.Run(ctx, system.RoleAll, system.Config{
-			DataDir: t.TempDir(), SMTPAddr: sink.Addr(), Circuit: circuit, Logger: logger,
+			DataDir: t.TempDir(), SMTPAddr: sink.Addr(), Circuit: circuit, Logger: logger, AdminAddr: admin,
 			BeforeSend: func(ctx context.Context, campaign, customer string) {
 				if h := a.hook.Load(); h != nil {
 					(*h)(ctx, campaign, customer)
