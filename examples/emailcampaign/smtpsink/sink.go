@@ -39,6 +39,7 @@ type Sink struct {
 	msgs         []Message
 	refusing     bool
 	refused      int
+	refuseAfter  int
 	hold         chan struct{} // non-nil: MAIL waits until it is closed
 	held         int
 	bounceDomain string
@@ -134,6 +135,17 @@ func (s *Sink) Held() int {
 	return s.held
 }
 
+// RefuseAfter starts the outage (Refuse(true)) once n messages in all
+// have been accepted.
+func (s *Sink) RefuseAfter(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuseAfter = n
+	if n <= len(s.msgs) {
+		s.refusing, s.refuseAfter = true, 0
+	}
+}
+
 // Refused counts the MAIL commands refused by the outage.
 func (s *Sink) Refused() int {
 	s.mu.Lock()
@@ -219,6 +231,9 @@ func (x *session) Data(r io.Reader) error {
 	}
 	x.sink.mu.Lock()
 	x.sink.msgs = append(x.sink.msgs, msg)
+	if x.sink.refuseAfter > 0 && len(x.sink.msgs) >= x.sink.refuseAfter {
+		x.sink.refusing, x.sink.refuseAfter = true, 0
+	}
 	x.sink.mu.Unlock()
 	return nil
 }
