@@ -58,7 +58,7 @@ type Definition[S any] struct {
 	cmdOrder      []reflect.Type
 	evtOrder      []reflect.Type
 	problems      []error
-	snapshotEvery int // see SnapshotEvery
+	snapshotEvery int        // see SnapshotEvery
 	publish       publishing // public event mappers (publish.go)
 }
 
