@@ -18,6 +18,7 @@ import (
 func TestProjectionCommands(t *testing.T) {
 	const token = "test-token-projections"
 	t.Setenv(AdminTokenEnv, token)
+	t.Setenv("SAGAFLOW_MONGO_URI", "") // the embedded store in a fresh directory, whatever the environment says
 	addr := freeAddr(t)
 	var eng *engine.Engine
 	ready := make(chan struct{})

@@ -9,15 +9,10 @@ import (
 	"time"
 )
 
-// SSE settings of GET /v1/readmodels/stream.
-var (
-	// SSEHeartbeat is how often an idle stream sends a comment line, so
-	// that proxies and clients see the connection alive.
-	SSEHeartbeat = 15 * time.Second
-	// ssePoll is how often a stream looks at the store for changes that
-	// another engine process made (changes of this one wake it at once).
-	ssePoll = time.Second
-)
+// ssePoll is how often a read-model stream looks at the store for
+// changes that another engine process made (changes of this one wake it
+// at once).
+const ssePoll = time.Second
 
 // sseBatch bounds the changes one read of the change log returns.
 const sseBatch = 500
@@ -80,7 +75,7 @@ func (e *Engine) handleReadModelStream(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(w, ": sagaflow read model %s from position %d\n\n", model, last)
 	flusher.Flush()
 
-	heartbeat := time.NewTicker(SSEHeartbeat)
+	heartbeat := time.NewTicker(e.opts.StreamHeartbeat)
 	defer heartbeat.Stop()
 	poll := time.NewTicker(ssePoll)
 	defer poll.Stop()

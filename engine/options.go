@@ -30,6 +30,10 @@ type Options struct {
 	// ProjectionGapWait is how long a projection holds an event that
 	// arrived ahead of a missing one (default projection.DefaultGapWait).
 	ProjectionGapWait time.Duration
+	// StreamHeartbeat is how often an idle read-model event stream sends
+	// a comment line, so that proxies and clients see it alive (default
+	// 15s).
+	StreamHeartbeat time.Duration
 	// Partitions is the number of partitions per queue (default 16).
 	Partitions int
 	// Prefetch bounds unsettled deliveries per partition (default 64).
@@ -102,6 +106,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RelayInterval == 0 {
 		o.RelayInterval = time.Second
+	}
+	if o.StreamHeartbeat <= 0 {
+		o.StreamHeartbeat = 15 * time.Second
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 10 * time.Second

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,8 +115,10 @@ func TestProjectionsLiveReadYourWritesAndRebuild(t *testing.T) {
 		}
 		// Reclassify c-1 from B to A: it moves between class documents.
 		res := execute(t, e, "c-1", &customers.Classify{Class: "A", Score: 99})
-		if err := e.WaitForReadModel(context.Background(), customers.ByClass, res.Stream, res.Sequence, 10*time.Second); err != nil {
-			t.Fatal(err)
+		for _, model := range []string{customers.ByID, customers.ByClass} {
+			if err := e.WaitForReadModel(context.Background(), model, res.Stream, res.Sequence, 10*time.Second); err != nil {
+				t.Fatal(err)
+			}
 		}
 		b, _ := readDoc[customers.Class](t, e, customers.ByClass, "B")
 		a, _ := readDoc[customers.Class](t, e, customers.ByClass, "A")
@@ -267,9 +270,10 @@ type sseEvent struct{ id, event, data string }
 
 // sseClient reads a read-model stream with a real HTTP client.
 type sseClient struct {
-	resp   *http.Response
-	events chan sseEvent
-	done   chan struct{}
+	resp       *http.Response
+	events     chan sseEvent
+	done       chan struct{}
+	heartbeats atomic.Int64
 }
 
 func openSSE(t *testing.T, url, token, lastID string) *sseClient {
@@ -300,6 +304,8 @@ func openSSE(t *testing.T, url, token, lastID string) *sseClient {
 		for sc.Scan() {
 			line := sc.Text()
 			switch {
+			case line == ": heartbeat":
+				c.heartbeats.Add(1)
 			case line == "":
 				if ev.data != "" {
 					c.events <- ev
@@ -343,6 +349,7 @@ func TestReadModelChangesOverSSE(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		opts := s.options(t)
 		opts.AdminAddr, opts.AdminToken, opts.Logger = "127.0.0.1:0", "tok", quietLogger()
+		opts.StreamHeartbeat = 50 * time.Millisecond
 		if s.kind == "mongo" {
 			rm, err := rmmongo.Open(ctx, s.uri, rmmongo.WithDatabase(s.mongoDB))
 			if err != nil {
@@ -394,6 +401,13 @@ func TestReadModelChangesOverSSE(t *testing.T) {
 		execute(t, e, "c-7", &customers.Classify{Class: "A"})
 		if _, ch := c2.next(t); ch.Version != 4 {
 			t.Fatalf("live change after replay: %+v", ch)
+		}
+
+		// An idle stream sends heartbeats.
+		for deadline := time.Now().Add(10 * time.Second); c2.heartbeats.Load() < 2; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d heartbeats in 10s on an idle stream, want 2", c2.heartbeats.Load())
+			}
 		}
 
 		// Without the token the stream is refused.
