@@ -170,7 +170,15 @@ func Run(ctx context.Context, role string, cfg Config, ready func(Running)) erro
 			rm = r
 		}
 	}
-	g, gctx := errgroup.WithContext(ctx)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(runCtx)
+	// fail stops what was started and waits for it before returning err.
+	fail := func(err error) error {
+		cancel()
+		_ = g.Wait()
+		return err
+	}
 	run := Running{}
 	if rm != nil {
 		run.Reader = campaigns.NewReader(rm)
@@ -210,20 +218,20 @@ func Run(ctx context.Context, role string, cfg Config, ready func(Running)) erro
 		if role == RoleAll || role == RoleClassification {
 			in, err := classification.Inbox(tr, e.Registry(), e.Send, cfg.Logger)
 			if err != nil {
-				return err
+				return fail(err)
 			}
 			inboxes = append(inboxes, in)
 		}
 		if role == RoleAll || role == RoleCampaigns {
 			in, err := campaigns.Inbox(tr, e.Registry(), e.Send, cfg.Logger)
 			if err != nil {
-				return err
+				return fail(err)
 			}
 			inboxes = append(inboxes, in)
 		}
 		for _, in := range inboxes {
 			if err := in.Declare(gctx); err != nil {
-				return err
+				return fail(err)
 			}
 			g.Go(func() error { return in.Run(gctx) })
 		}
@@ -231,18 +239,18 @@ func Run(ctx context.Context, role string, cfg Config, ready func(Running)) erro
 	if role == RoleAll || role == RoleMailer {
 		report, err := campaigns.OutcomeReporter(tr)
 		if err != nil {
-			return err
+			return fail(err)
 		}
 		m, err := mailer.New(mailer.Config{
 			SMTPAddr: cfg.SMTPAddr, Workers: cfg.MailerWorkers, Checker: run.Reader, OnOutcome: report,
 			Deduper: participant.NewStoreDeduper(st), BeforeSend: cfg.BeforeSend, Logger: cfg.Logger,
 		})
 		if err != nil {
-			return err
+			return fail(err)
 		}
 		p, err := m.Participant(tr, participant.WithRetry(1, 50*time.Millisecond, 50*time.Millisecond))
 		if err != nil {
-			return err
+			return fail(err)
 		}
 		g.Go(func() error { return p.Run(gctx) })
 	}
