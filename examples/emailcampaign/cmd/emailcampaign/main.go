@@ -84,7 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runSink(ctx, *sinkAddr, stdout, stderr)
 	case cmd == "teardown":
 		err = system.Teardown(ctx, *cfg)
-	case cmd == "demo" && !flagSet(fs, "data-dir"):
+	case (cmd == "demo" || cmd == "seed") && cfg.AMQPURL == "" && cfg.MongoURI == "" && !flagSet(fs, "data-dir"):
+		// A temporary embedded store unless -data-dir names one.
 		dir, derr := os.MkdirTemp("", "emailcampaign-demo-")
 		if derr != nil {
 			return 1
