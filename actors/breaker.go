@@ -197,12 +197,26 @@ func (b *Breakers) States() []CircuitState {
 // retryable failure, or the reply timeout firing). known is false for a
 // message that says nothing about it. prev is the saga before the message.
 func CommandOutcome(prev workflows.Instance, env message.Envelope, body any) (service string, answered, known bool) {
-	p := prev.Pending
+	if service, answered, known = flightOutcome(prev.Pending, prev.TimerID, prev.TimerPurpose, env, body); known {
+		return service, answered, known
+	}
+	// The commands of a running Parallel step are in flight per branch.
+	for _, b := range prev.Branches {
+		if service, answered, known = flightOutcome(b.Pending, b.TimerID, b.TimerPurpose, env, body); known {
+			return service, answered, known
+		}
+	}
+	return "", false, false
+}
+
+// flightOutcome is CommandOutcome for one command in flight, p, with its
+// timer.
+func flightOutcome(p *message.Envelope, timerID string, purpose workflows.TimerPurpose, env message.Envelope, body any) (service string, answered, known bool) {
 	if p == nil {
 		return "", false, false
 	}
 	if t, ok := body.(*workflows.TimerFired); ok {
-		if t.TimerID == prev.TimerID && prev.TimerPurpose == workflows.TimerTimeout {
+		if t.TimerID == timerID && purpose == workflows.TimerTimeout {
 			return p.Destination, false, true
 		}
 		return "", false, false

@@ -14,6 +14,10 @@ func TestCommandOutcome(t *testing.T) {
 	waiting := workflows.Instance{Pending: cmd, TimerID: "t1", TimerPurpose: workflows.TimerTimeout}
 	reply := message.Envelope{Kind: message.KindReply, CausationID: "c1"}
 	other := message.Envelope{Kind: message.KindReply, CausationID: "c0"}
+	branches := workflows.Instance{Branches: []workflows.BranchState{
+		{Status: workflows.BranchRunning, Pending: &message.Envelope{ID: "b1", Destination: "shipping"}, TimerID: "bt1", TimerPurpose: workflows.TimerTimeout},
+		{Status: workflows.BranchRunning, Pending: &message.Envelope{ID: "b2", Destination: "shipping"}, TimerID: "bt2", TimerPurpose: workflows.TimerTimeout},
+	}}
 	cases := []struct {
 		name            string
 		prev            workflows.Instance
@@ -29,6 +33,11 @@ func TestCommandOutcome(t *testing.T) {
 		{"reply to another command", waiting, other, &message.Accepted{}, false, false},
 		{"nothing awaited", workflows.Instance{}, reply, &message.Accepted{}, false, false},
 		{"cancel", waiting, message.Envelope{Kind: message.KindCommand}, &workflows.CancelSaga{}, false, false},
+		// A Parallel step's commands are in flight per branch.
+		{"branch technical failure", branches, message.Envelope{Kind: message.KindReply, CausationID: "b2"}, &message.Failure{Reason: "down", Retryable: true}, false, true},
+		{"branch success", branches, message.Envelope{Kind: message.KindReply, CausationID: "b1"}, &message.Accepted{}, true, true},
+		{"branch timeout", branches, message.Envelope{Kind: message.KindCommand}, &workflows.TimerFired{TimerID: "bt2"}, false, true},
+		{"branch reply to another command", branches, other, &message.Accepted{}, false, false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

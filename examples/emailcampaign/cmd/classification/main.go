@@ -1,0 +1,13 @@
+// Command classification runs the email-campaign example's classification service as its own
+// process, over RabbitMQ and MongoDB (see ../../run-distributed.sh):
+//
+//	go run ./examples/emailcampaign/cmd/classification --amqp-url ... --mongo-uri ... --topology ec-RUN
+package main
+
+import (
+	"os"
+
+	"github.com/sagaflow/sagaflow/examples/emailcampaign/system"
+)
+
+func main() { os.Exit(system.Main(system.RoleClassification, os.Args[1:])) }

@@ -1,0 +1,13 @@
+// Command customers runs the email-campaign example's customers service as its own
+// process, over RabbitMQ and MongoDB (see ../../run-distributed.sh):
+//
+//	go run ./examples/emailcampaign/cmd/customers --amqp-url ... --mongo-uri ... --topology ec-RUN
+package main
+
+import (
+	"os"
+
+	"github.com/sagaflow/sagaflow/examples/emailcampaign/system"
+)
+
+func main() { os.Exit(system.Main(system.RoleCustomers, os.Args[1:])) }
