@@ -44,15 +44,17 @@ func sizeFromEnv(name string, def int) int {
 }
 
 // TestSIGKILLWithSagasInFlightOnRabbitMQAndMongoDB proves issue 11 item 1:
-// a `sagaflow serve` process on RabbitMQ and MongoDB gets SIGKILL once
-// 1,000 sagas have been started (most of them still running: their
-// starts are acknowledged as soon as they are stored), and a new process
-// is started on the same broker and database. Every saga must end with
-// its expected status and every participant must hold exactly its
-// expected events: the commands, replies and timers in flight at the
-// kill are redelivered or re-sent, and duplicates are absorbed. The step
-// timeouts are an hour, so a message lost in the crash leaves its saga
-// unfinished and fails the test. SAGAFLOW_FAULT_SAGAS changes the count.
+// a `sagaflow serve` process on RabbitMQ and MongoDB runs the order saga
+// without its participants (as when the services are down), so every saga
+// it starts stays in flight: started, most of them with their first
+// command sent and awaited. Once 1,000 starts are acknowledged it gets
+// SIGKILL, and a new process with the participants is started on the
+// same broker and database. Every saga must end with its expected status
+// and every participant must hold exactly its expected events: the
+// commands and resumes in flight at the kill are redelivered or re-sent
+// from the outbox, and duplicates are absorbed. The step timeouts are an
+// hour, so a message lost in the crash leaves its saga unfinished and
+// fails the test. SAGAFLOW_FAULT_SAGAS changes the count.
 func TestSIGKILLWithSagasInFlightOnRabbitMQAndMongoDB(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs daemon processes on RabbitMQ and MongoDB: skipped with -short")
@@ -67,7 +69,7 @@ func TestSIGKILLWithSagasInFlightOnRabbitMQAndMongoDB(t *testing.T) {
 		"--admin-addr", "127.0.0.1:0", "--partitions", strconv.Itoa(scalePartitions), "--log-level", "warn",
 	}
 
-	first := startDaemon(t, bin, "engine", args...)
+	first := startDaemonEnv(t, bin, "engine (sagas only)", []string{"SAGAFLOW_TEST_SAGAS_ONLY=1"}, args...)
 	var mu sync.Mutex
 	node := client.New(first.url)
 	load := orderLoad{
@@ -80,13 +82,16 @@ func TestSIGKILLWithSagasInFlightOnRabbitMQAndMongoDB(t *testing.T) {
 	if err != nil {
 		t.Fatalf("list before the kill: %v", err)
 	}
+	if len(running.Sagas) != load.n {
+		t.Fatalf("%d of %d sagas running before the kill, want all (nothing serves their steps)", len(running.Sagas), load.n)
+	}
 	if err := first.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatalf("kill: %v", err)
 	}
 	_ = first.cmd.Wait()
 	t.Logf("SIGKILL with %d of %d sagas unfinished", len(running.Sagas), load.n)
 
-	second := startDaemon(t, bin, "restarted engine", args...)
+	second := startDaemon(t, bin, "restarted engine, with the participants", args...)
 	mu.Lock()
 	node = client.New(second.url)
 	mu.Unlock()

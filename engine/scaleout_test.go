@@ -58,7 +58,15 @@ var adminLine = regexp.MustCompile(`admin API at (http://\S+)`)
 // failing node's last words are seen.
 func startDaemon(t *testing.T, bin, node string, args ...string) *daemonProcess {
 	t.Helper()
+	return startDaemonEnv(t, bin, node, nil, args...)
+}
+
+// startDaemonEnv is startDaemon with env added to the process's
+// environment.
+func startDaemonEnv(t *testing.T, bin, node string, env []string, args ...string) *daemonProcess {
+	t.Helper()
 	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
