@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/sagaflow/sagaflow/engine"
+	"github.com/sagaflow/sagaflow/projection"
+	"github.com/sagaflow/sagaflow/readmodel"
 	"github.com/sagaflow/sagaflow/transport"
 	"github.com/sagaflow/sagaflow/workflows"
 )
@@ -42,6 +44,8 @@ type backend interface {
 	Workflows() []workflows.Workflow
 	DeadLetters(ctx context.Context, f engine.DeadLetterFilter) ([]transport.DeadLetter, error)
 	ReplayDeadLetters(ctx context.Context, ids []string) (engine.DeadLetterResult, error)
+	Projections() ([]projection.Status, error)
+	ListReadModel(ctx context.Context, model, after string, limit int) ([]readmodel.Doc, error)
 }
 
 // Option configures the console.
@@ -125,6 +129,9 @@ func (c *Console) routes() {
 	mux.HandleFunc("GET "+base+"/deadletters", c.handleDeadLetters)
 	csrf := http.NewCrossOriginProtection()
 	mux.Handle("POST "+base+"/deadletters/{id}/replay", csrf.Handler(http.HandlerFunc(c.handleReplay)))
+	mux.HandleFunc("GET "+base+"/readmodels", c.handleReadModels)
+	mux.HandleFunc("GET "+base+"/readmodels/{model}", c.handleReadModel)
+	mux.HandleFunc("GET "+base+"/readmodels/{model}/rows", c.handleReadModelRows)
 	mux.HandleFunc(base+"/", func(w http.ResponseWriter, r *http.Request) {
 		c.renderError(w, r, http.StatusNotFound, fmt.Errorf("no console page at %s", r.URL.Path))
 	})

@@ -19,6 +19,8 @@ import (
 	"github.com/sagaflow/sagaflow/engine"
 	"github.com/sagaflow/sagaflow/examples/orders"
 	"github.com/sagaflow/sagaflow/message"
+	"github.com/sagaflow/sagaflow/projection"
+	"github.com/sagaflow/sagaflow/readmodel"
 	"github.com/sagaflow/sagaflow/transport"
 	"github.com/sagaflow/sagaflow/workflows"
 )
@@ -60,6 +62,10 @@ type fakeEngine struct {
 	letters     []transport.DeadLetter
 	deadFilters []engine.DeadLetterFilter
 	replayed    []string
+	projections []projection.Status
+	projErr     error
+	models      map[string][]readmodel.Doc // by model, sorted by key
+	docLists    []docList
 }
 
 func (f *fakeEngine) ListSagas(_ context.Context, req engine.ListRequest) ([]engine.SagaSummary, string, error) {

@@ -12,7 +12,7 @@ import (
 
 // pageSets are the template sets: each is the layout plus one page file,
 // which defines "content" (and partials such as "rows" or "live").
-var pageSets = []string{"list", "saga", "deadletters", "error"}
+var pageSets = []string{"list", "saga", "deadletters", "readmodels", "readmodel", "error"}
 
 // parseTemplates parses the embedded templates. They are part of the
 // binary, so an error is a programming error found by the first test.
