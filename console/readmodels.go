@@ -34,7 +34,9 @@ func (c *Console) handleReadModels(w http.ResponseWriter, r *http.Request) {
 // docRow is one document of a read model as the page shows it.
 type docRow struct {
 	Doc readmodel.Doc
-	// Body is the document's JSON, indented.
+	// Body is the document's JSON, indented, with the \u003c, \u003e and
+	// \u0026 escapes Go's encoder writes shown as <, > and & (the page
+	// escapes them for HTML).
 	Body string
 }
 
@@ -82,7 +84,7 @@ func (c *Console) readModelView(r *http.Request) (readModelView, error) {
 	}
 	v := readModelView{Model: model, Limit: limit, After: after, Live: after == ""}
 	for _, d := range docs {
-		v.Docs = append(v.Docs, docRow{Doc: d, Body: prettyJSON(d.Body)})
+		v.Docs = append(v.Docs, docRow{Doc: d, Body: unescapeHTML(prettyJSON(d.Body))})
 	}
 	base := c.cfg.base + "/readmodels/" + url.PathEscape(model)
 	q := url.Values{}
@@ -127,4 +129,40 @@ func readModelStatus(err error) int {
 		return http.StatusNotFound
 	}
 	return statusOf(err)
+}
+
+// unescapeHTML turns the \u003c, \u003e and \u0026 escapes inside the
+// strings of valid JSON s back into <, > and &; every other escape is
+// kept as it is.
+func unescapeHTML(s string) string {
+	if !strings.Contains(s, `\u00`) {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 >= len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+5 < len(s) && s[i+1] == 'u' {
+			switch strings.ToLower(s[i+2 : i+6]) {
+			case "003c":
+				b.WriteByte('<')
+				i += 5
+				continue
+			case "003e":
+				b.WriteByte('>')
+				i += 5
+				continue
+			case "0026":
+				b.WriteByte('&')
+				i += 5
+				continue
+			}
+		}
+		b.WriteString(s[i : i+2]) // any other escape, such as \\ before a u
+		i++
+	}
+	return b.String()
 }

@@ -58,7 +58,7 @@ func withReadModels(f *fakeEngine) *fakeEngine {
 			{Model: "campaigns.reports", Key: "c-1", Version: 7, Stream: "campaigns.Campaign/c-1", Seq: 12, UpdatedAt: at(900),
 				Body: []byte(`{"sent":3,"opened":1}`)},
 			{Model: "campaigns.reports", Key: "c-2", Version: 1, Stream: "campaigns.Campaign/c-2", Seq: 1, UpdatedAt: at(950),
-				Body: []byte(`{"subject":"<script>alert(1)</script>"}`)},
+				Body: []byte(`{"subject":"<script>alert(1)</script>","from":"Ada \u003cada@example.com\u003e"}`)},
 		},
 		"customers.directory": {},
 	}
@@ -114,6 +114,7 @@ func TestReadModelPageAndRows(t *testing.T) {
 			"<pre class=\"json\">{\n  &#34;sent&#34;: 3,\n  &#34;opened&#34;: 1\n}</pre>",
 			`<td class="mono">c-2</td>`,
 			`&#34;subject&#34;: &#34;&lt;script&gt;alert(1)&lt;/script&gt;&#34;`,
+			`&#34;from&#34;: &#34;Ada &lt;ada@example.com&gt;&#34;`,
 			`2 documents on this page`,
 		}, []string{`<script>alert(1)`}},
 		{"rows", "/console/readmodels/campaigns.reports/rows", false, []string{
@@ -220,6 +221,22 @@ func TestReadModelsEngineErrors(t *testing.T) {
 		res, body := serve(t, testConsole(f), "GET", "/console/readmodels", nil)
 		if res.StatusCode != c.want || !strings.Contains(body, c.err.Error()) {
 			t.Errorf("engine error %v: status %d, want %d with the error in the page", c.err, res.StatusCode, c.want)
+		}
+	}
+}
+
+func TestUnescapeHTML(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{`{"a":"plain"}`, `{"a":"plain"}`},
+		{`{"n":"Ada \u003cLovelace\u003e \u0026 co"}`, `{"n":"Ada <Lovelace> & co"}`},
+		{`{"n":"\u003C\u003E"}`, `{"n":"<>"}`},
+		// a literal backslash before u003c is not an escape of <
+		{`{"p":"C:\\u003c"}`, `{"p":"C:\\u003c"}`},
+		{`{"q":"\"\u00e9\n"}`, `{"q":"\"\u00e9\n"}`},
+		{`{"short":"\u003"}`, `{"short":"\u003"}`},
+	} {
+		if got := unescapeHTML(c.in); got != c.want {
+			t.Errorf("unescapeHTML(%s) = %s, want %s", c.in, got, c.want)
 		}
 	}
 }
