@@ -8,7 +8,8 @@
 // (retries as separate bars with their back-off between them,
 // compensations in their own colour), the workflow's Mermaid diagram with
 // the saga's progress and current step drawn on it, and its full history;
-// and the dead letters, each with a Replay button.
+// the dead letters, each with a Replay button; and the projections with
+// their read models, each model's documents refreshed the same way.
 //
 // Everything is rendered on the server from html/template templates
 // embedded in the binary; the pages use a few lines of vanilla JavaScript
