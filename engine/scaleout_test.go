@@ -111,11 +111,15 @@ func withDatabase(t *testing.T, u, db string) string {
 		t.Fatalf("MongoDB URI: %v", err)
 	}
 	parsed.Path = "/" + db
-	// Three engines with the driver's default pool (100 connections each)
-	// swamp the dev server; a real deployment sizes the pool too.
+	// The driver's default pool (100 connections) lets an engine that
+	// resumes hundreds of sagas at once send the dev server as many
+	// concurrent writes, and FerretDB's SQLite backend then stops
+	// answering altogether (seen here: no write for ten minutes, the
+	// server idle); a few connections per engine keep it serving. A real
+	// deployment sizes the pool too. SAGAFLOW_TEST_MONGO_POOL overrides it.
 	q := parsed.Query()
 	if q.Get("maxPoolSize") == "" {
-		q.Set("maxPoolSize", "16")
+		q.Set("maxPoolSize", strconv.Itoa(sizeFromEnv("SAGAFLOW_TEST_MONGO_POOL", 4)))
 	}
 	parsed.RawQuery = q.Encode()
 	return parsed.String()
