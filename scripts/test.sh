@@ -59,6 +59,12 @@ start_devmongo() {
 	for _ in $(seq 1 600); do
 		if grep -q '^ready ' "$workdir/devmongo.out" 2>/dev/null; then
 			export SAGAFLOW_MONGO_URI="mongodb://127.0.0.1:$port/"
+			# The process-level tests run 1,000 sagas against a real
+			# MongoDB; the dev server (FerretDB on SQLite, whose updates
+			# and deletes scan whole collections) carries them, but at
+			# about ten minutes each, so on it they run 300.
+			export SAGAFLOW_SCALEOUT_SAGAS="${SAGAFLOW_SCALEOUT_SAGAS:-300}"
+			export SAGAFLOW_FAULT_SAGAS="${SAGAFLOW_FAULT_SAGAS:-300}"
 			echo "== devmongo ready at $SAGAFLOW_MONGO_URI"
 			return 0
 		fi
