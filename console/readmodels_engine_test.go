@@ -13,6 +13,7 @@ import (
 	"github.com/sagaflow/sagaflow/console"
 	"github.com/sagaflow/sagaflow/engine"
 	"github.com/sagaflow/sagaflow/examples/customers"
+	"github.com/sagaflow/sagaflow/internal/enginetest"
 )
 
 // get serves one GET of c and returns its status and body.
@@ -35,27 +36,7 @@ func TestReadModelPagesOnARealEngine(t *testing.T) {
 	if err := e.Err(); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("engine stopped with error: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("engine did not stop within 15s")
-		}
-	})
-	select {
-	case err := <-done:
-		t.Fatalf("engine stopped before ready: %v", err)
-	case <-e.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("engine not ready within 10s")
-	}
+	enginetest.Run(t, e)
 	c := console.New(e)
 
 	code, body := get(t, c, "/console/readmodels")

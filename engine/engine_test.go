@@ -14,6 +14,7 @@ import (
 	"github.com/sagaflow/sagaflow/actors"
 	"github.com/sagaflow/sagaflow/engine"
 	"github.com/sagaflow/sagaflow/examples/orders"
+	"github.com/sagaflow/sagaflow/internal/enginetest"
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/store"
 	"github.com/sagaflow/sagaflow/workflows"
@@ -29,27 +30,7 @@ func quietLogger() *slog.Logger {
 // runEngine runs e until the test ends and returns once it is ready.
 func runEngine(t *testing.T, e *engine.Engine) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("engine stopped with error: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("engine did not stop within 15s")
-		}
-	})
-	select {
-	case err := <-done:
-		t.Fatalf("engine stopped before ready: %v", err)
-	case <-e.Ready():
-	case <-time.After(10 * time.Second):
-		t.Fatal("engine not ready within 10s")
-	}
+	enginetest.Run(t, e)
 }
 
 func newOrdersEngine(t *testing.T, opts engine.Options) *engine.Engine {
@@ -73,26 +54,12 @@ func newOrdersEngine(t *testing.T, opts engine.Options) *engine.Engine {
 
 func startOrder(t *testing.T, e *engine.Engine, in orders.Input) string {
 	t.Helper()
-	input, err := json.Marshal(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	id, err := e.StartSaga(context.Background(), engine.StartRequest{Workflow: orders.WorkflowName, Input: input, CorrelationID: in.OrderID})
-	if err != nil {
-		t.Fatalf("start %s: %v", in.OrderID, err)
-	}
-	return id
+	return enginetest.StartOrder(t, e, in)
 }
 
 func waitSaga(t *testing.T, e *engine.Engine, id string) engine.Saga {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	s, err := e.WaitSaga(ctx, id)
-	if err != nil {
-		t.Fatalf("wait for saga %s: %v", id, err)
-	}
-	return s
+	return enginetest.WaitSaga(t, e, id, 20*time.Second)
 }
 
 // eventTypes returns the event types recorded in an aggregate's stream.
