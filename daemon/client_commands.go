@@ -154,12 +154,9 @@ func listCommand(stdout io.Writer) *cli.Command {
 			if cmd.Bool("json") {
 				return writeJSONTo(stdout, resp)
 			}
-			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tWORKFLOW\tSTATUS\tCORRELATION\tCREATED\tUPDATED")
-			for _, s := range resp.Sagas {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.Workflow, s.Status, s.CorrelationID, s.CreatedAt.Format(time.RFC3339), s.UpdatedAt.Format(time.RFC3339))
-			}
-			if err := tw.Flush(); err != nil {
+			if err := writeTable(stdout, "ID\tWORKFLOW\tSTATUS\tCORRELATION\tCREATED\tUPDATED", resp.Sagas, func(s engine.SagaSummary) []string {
+				return []string{s.ID, s.Workflow, string(s.Status), s.CorrelationID, s.CreatedAt.Format(time.RFC3339), s.UpdatedAt.Format(time.RFC3339)}
+			}); err != nil {
 				return err
 			}
 			if resp.Next != "" {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/client"
 	"github.com/sagaflow/sagaflow/engine"
+	"github.com/sagaflow/sagaflow/transport"
 )
 
 // replayBatch is how many dead letters one replay or discard request of
@@ -45,12 +46,9 @@ func deadLettersCommand(stdout, stderr io.Writer) *cli.Command {
 					if cmd.Bool("json") {
 						return writeJSONTo(stdout, engine.DeadLettersResponse{DeadLetters: dls})
 					}
-					tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "MESSAGE ID\tQUEUE\tTYPE\tKEY\tATTEMPTS\tAT\tREASON")
-					for _, dl := range dls {
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", dl.Message.ID, dl.Queue, dl.Message.Type, dl.Message.Key, dl.Attempts, dl.At.Format(time.RFC3339), oneLine(dl.Reason, 80))
-					}
-					if err := tw.Flush(); err != nil {
+					if err := writeTable(stdout, "MESSAGE ID\tQUEUE\tTYPE\tKEY\tATTEMPTS\tAT\tREASON", dls, func(dl transport.DeadLetter) []string {
+						return []string{dl.Message.ID, dl.Queue, dl.Message.Type, dl.Message.Key, fmt.Sprint(dl.Attempts), dl.At.Format(time.RFC3339), oneLine(dl.Reason, 80)}
+					}); err != nil {
 						return err
 					}
 					fmt.Fprintf(stdout, "%d dead letters\n", len(dls))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"text/tabwriter"
 	"time"
 
 	"github.com/urfave/cli/v3"
@@ -38,12 +37,9 @@ func projectionsCommand(stdout, stderr io.Writer) *cli.Command {
 					if cmd.Bool("json") {
 						return writeJSONTo(stdout, engine.ProjectionsResponse{Projections: ps})
 					}
-					tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "NAME\tSTATE\tAPPLIED\tSKIPPED\tDUPLICATES\tHELD\tPARKED\tLAST REBUILD")
-					for _, p := range ps {
-						fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.State, p.Applied, p.Skipped, p.Duplicates, p.Held, p.Parked, rebuildSummary(p.Rebuild))
-					}
-					if err := tw.Flush(); err != nil {
+					if err := writeTable(stdout, "NAME\tSTATE\tAPPLIED\tSKIPPED\tDUPLICATES\tHELD\tPARKED\tLAST REBUILD", ps, func(p projection.Status) []string {
+						return []string{p.Name, string(p.State), fmt.Sprint(p.Applied), fmt.Sprint(p.Skipped), fmt.Sprint(p.Duplicates), fmt.Sprint(p.Held), fmt.Sprint(p.Parked), rebuildSummary(p.Rebuild)}
+					}); err != nil {
 						return err
 					}
 					fmt.Fprintf(stdout, "%d projections\n", len(ps))
