@@ -164,7 +164,7 @@ fi
 # the broker and close every connection, and the MongoDB tests share one dev
 # server; packages running side by side would disturb each other.
 echo "== go test -race"
-go test -race -count=1 -p 1 -timeout 30m "$@" ./...
+go test -race -count=1 -p 1 -timeout 60m "$@" ./...
 
 # A short bounded run of every fuzz target (issue 11 item 13): one target
 # per go test invocation, as go test -fuzz requires. SAGAFLOW_FUZZTIME
