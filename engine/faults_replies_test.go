@@ -357,10 +357,23 @@ func TestRacingStartsOfOneSagaIDCreateOneSaga(t *testing.T) {
 
 // testRacingStarts starts 20 sagas, each from 20 goroutines at once:
 // half by ID, half by idempotency key; half of the goroutines through the
-// admin API, half through Engine.Start.
+// admin API, half through Engine.Start; and on two engines that share the
+// store (two nodes, in the topology of item 10), so that only the store's
+// one-commit-per-version rule can keep a start from creating a second
+// saga.
 func testRacingStarts(t *testing.T, ts testStore) {
 	const ids, racers = 20, 20
-	e := newFaultEngine(t, ts.options(t))
+	inner := ts.open(t)
+	tn := &twoNodes{}
+	for i := range tn.nodes {
+		tn.nodes[i] = inmem.New(inmem.WithPartitions(4), inmem.WithLogger(quietLogger()))
+		t.Cleanup(func() { _ = tn.nodes[i].Close() })
+	}
+	var engines [2]*engine.Engine
+	for i := range engines {
+		engines[i] = newFaultEngine(t, engine.Options{Store: inner, Transport: tn.node(i), Partitions: 4, RelayInterval: 200 * time.Millisecond})
+	}
+	e := engines[0]
 	ctx := context.Background()
 	type outcome struct {
 		id      string
@@ -386,11 +399,12 @@ func testRacingStarts(t *testing.T, ts testStore) {
 					req.IdempotencyKey = order
 				}
 				var o outcome
-				if r%2 == 0 {
-					resp, err := e.Start(ctx, req)
+				node := engines[r%2]
+				if r/2%2 == 0 {
+					resp, err := node.Start(ctx, req)
 					o = outcome{resp.ID, resp.Created, err}
 				} else {
-					o = startOverHTTP(e, req)
+					o = startOverHTTP(node, req)
 				}
 				results <- o
 			}
@@ -443,7 +457,12 @@ func testRacingStarts(t *testing.T, ts testStore) {
 		if err := json.Unmarshal(s.State, &in); err != nil {
 			t.Fatal(err)
 		}
-		checkEffects(t, e.Store(), in.OrderID, completedEffects)
+		checkEffects(t, inner, in.OrderID, completedEffects)
+	}
+	for i, n := range tn.nodes {
+		if dls, _ := n.DeadLetters(ctx, 10); len(dls) != 0 {
+			t.Errorf("node %d dead letters: %+v", i, dls)
+		}
 	}
 }
 
