@@ -71,10 +71,7 @@ func allocated(runs int, f func()) uint64 {
 // own scan of the nesting down to its limit of 10,000, allocates more).
 func TestHostileInputIsRefusedBeforeItIsParsed(t *testing.T) {
 	r := newRegistry(t)
-	huge := make([]byte, 50<<20) // a 50 MiB JSON string
-	for i := range huge {
-		huge[i] = 'x'
-	}
+	huge := bytes.Repeat([]byte("x"), 50<<20) // a 50 MiB JSON string
 	huge[0], huge[len(huge)-1] = '"', '"'
 	nested := bytes.Repeat([]byte("["), 1_000_000) // under the 1 MiB envelope limit
 	envelope := func(payload []byte) []byte {
@@ -121,13 +118,20 @@ func TestHostileInputIsRefusedBeforeItIsParsed(t *testing.T) {
 		})
 	}
 
-	// Under a raised limit the same payload sizes decode: the limit is the
-	// only thing that refused them.
-	big := message.NewRegistry(nil)
-	message.MustRegister[struct{ S string }](big, "big.Payload.v1")
-	big.SetMaxPayloadSize(64 << 20)
-	if _, err := big.Decode("big.Payload.v1", []byte(`{"S":`+string(huge)+`}`)); err != nil {
-		t.Errorf("a 50 MiB payload under a 64 MiB limit: %v", err)
+	// The limit is what refuses: a 2 MiB payload decodes under a 4 MiB
+	// limit and is refused under a 1 MiB one.
+	payload := []byte(`{"S":"` + strings.Repeat("s", 2<<20) + `"}`)
+	for _, c := range []struct {
+		limit int
+		ok    bool
+	}{{4 << 20, true}, {1 << 20, false}} {
+		reg := message.NewRegistry(nil)
+		message.MustRegister[struct{ S string }](reg, "big.Payload.v1")
+		reg.SetMaxPayloadSize(c.limit)
+		_, err := reg.Decode("big.Payload.v1", payload)
+		if (err == nil) != c.ok || (err != nil && !errors.Is(err, message.ErrPayloadTooLarge)) {
+			t.Errorf("a %d-byte payload under a limit of %d: %v, want ok=%v", len(payload), c.limit, err, c.ok)
+		}
 	}
 	ok := strings.Repeat("[", message.MaxDepth) + strings.Repeat("]", message.MaxDepth)
 	if _, err := message.UnmarshalEnvelope(envelope([]byte(ok+`}`)), 0); err != nil {
