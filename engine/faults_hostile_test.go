@@ -15,6 +15,8 @@ import (
 
 	"github.com/sagaflow/sagaflow/engine"
 	"github.com/sagaflow/sagaflow/examples/orders"
+	"github.com/sagaflow/sagaflow/message"
+	"github.com/sagaflow/sagaflow/workflows"
 )
 
 // Issue 11 items 14 (security) and 17 (deeply nested JSON and a payload
@@ -193,5 +195,38 @@ func TestAdminSecurity(t *testing.T) {
 	}
 	if st, body := call(t, e, "POST", "/v1/sagas", start, map[string]string{"Authorization": "Bearer s3cret"}, nil); st != 201 {
 		t.Errorf("start with the token = %d %s, want 201", st, body)
+	}
+}
+
+// deepWorkflow takes any JSON tree as input and keeps it as its state, so
+// its stored transitions nest the input a few levels deeper than the
+// admin body that carried it.
+func deepWorkflow() workflows.Workflow {
+	type tree struct {
+		Tree any `json:"tree"`
+	}
+	return workflows.New("deep.Tree", 1, func(in tree) (tree, error) { return in, nil }).
+		Do("look", workflows.LocalStep[tree]{Run: func(context.Context, *tree) error { return nil }})
+}
+
+// TestInputAtTheDepthLimitRunsAndLoads: an input the admin API accepts,
+// nested as deep as allowed, is started, runs and is read back: the depth
+// limit of outside input must never refuse what the engine stores around
+// it (a saga's transition holds its input and state a few levels down).
+func TestInputAtTheDepthLimitRunsAndLoads(t *testing.T) {
+	e := engine.New(engine.Options{DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", Logger: quietLogger()}).Register(deepWorkflow())
+	runEngine(t, e)
+	// The body is one level, the input object a second, its tree the rest.
+	tree := strings.Repeat("[", message.MaxDepth-1) + strings.Repeat("]", message.MaxDepth-1)
+	body := `{"workflow":"deep.Tree","id":"deep-1","input":{"tree":` + tree + `}}`
+	if st, msg := call(t, e, "POST", "/v1/sagas", body, nil, nil); st != 201 {
+		t.Fatalf("start with input at the depth limit = %d %s, want 201", st, msg)
+	}
+	if s := waitSaga(t, e, "deep-1"); s.Status != workflows.StatusCompleted {
+		t.Fatalf("status %s (%s), want completed", s.Status, s.Error)
+	}
+	deeper := `{"workflow":"deep.Tree","id":"deep-2","input":{"tree":[` + tree + `]}}`
+	if st, msg := call(t, e, "POST", "/v1/sagas", deeper, nil, nil); st != 400 || !strings.Contains(msg, "more than 65 levels") {
+		t.Errorf("one level deeper = %d %s, want 400 naming the limit", st, msg)
 	}
 }

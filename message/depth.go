@@ -5,13 +5,23 @@ import (
 	"io"
 )
 
-// MaxDepth is the deepest nesting of JSON arrays and objects that decoding
-// accepts in a payload (64 levels; business messages need a handful). A
-// payload nested deeper is refused with ErrTooDeep before it is parsed, so
-// hostile input such as a million '[' costs a byte scan that stops at the
-// limit, not a parse. An envelope may be one level deeper, since its
-// payload sits inside it.
+// MaxDepth is the deepest nesting of JSON arrays and objects that a
+// payload from outside may have (64 levels; business messages need a
+// handful). Input nested deeper is refused with ErrTooDeep before it is
+// parsed, so hostile input such as a million '[' costs a byte scan that
+// stops at the limit, not a parse. The limit is checked where input
+// arrives: on a whole envelope (MaxEnvelopeDepth) and, in the engine, on
+// an admin API body. Registry.Decode does not check it: the engine's own
+// records wrap a payload further down (a saga's stored transition holds
+// its input and state), and they must always decode.
 const MaxDepth = 64
+
+// MaxEnvelopeDepth is the nesting UnmarshalEnvelope accepts: MaxDepth for
+// the payload, one level for the envelope, and two for the deepest of the
+// engine's own wrappers (an event routed to a saga travels whole, envelope
+// and all, inside the payload of another), so that a payload within
+// MaxDepth is accepted however the engine passes it on.
+const MaxEnvelopeDepth = MaxDepth + 3
 
 // CheckDepth reports, without allocating, whether the JSON text data nests
 // arrays and objects more than limit levels deep. It scans the bytes once,

@@ -150,9 +150,9 @@ func (r *Registry) Encode(v any) (typeName string, payload []byte, err error) {
 // the upcasters registered with Upcast, and decodes as the registered
 // version. An unknown name (or an old version with no upcaster) wraps
 // ErrUnknownType; bytes that do not decode wrap ErrMalformed, and with it
-// ErrPayloadTooLarge for a payload over the limit (SetMaxPayloadSize,
-// refused before any parse) or, with the JSON codec, ErrTooDeep for one
-// nested deeper than MaxDepth; every error names the type.
+// ErrPayloadTooLarge for a payload over the limit (SetMaxPayloadSize),
+// refused by its length before any parse; every error names the type.
+// (Nesting depth is checked with the envelope: see MaxDepth.)
 func (r *Registry) Decode(typeName string, payload []byte) (any, error) {
 	r.mu.RLock()
 	t, ok := r.byName[typeName]
