@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -70,8 +71,9 @@ type StartResponse struct {
 //	GET  /healthz                    the process is up
 //	GET  /readyz                     the engine runs, its store answers, its transport is connected
 //
-// Errors are JSON APIError bodies: 400 for malformed requests (bodies over
-// MaxRequestBody, unknown fields or query parameters, bad values), 401
+// Errors are JSON APIError bodies: 400 for malformed requests (unknown
+// fields or query parameters, bad values, JSON nested deeper than
+// message.MaxDepth+1), 413 for bodies over MaxRequestBody, 401
 // without the token, 404 for unknown sagas, workflows, dead letters or
 // aggregates (or an aggregate version or time that does not exist), 409
 // for a saga in the wrong status, 503 when not running or stopping.
@@ -221,7 +223,7 @@ func validateAdmin(addr, token string) error {
 func (e *Engine) handleStart(w http.ResponseWriter, r *http.Request) {
 	var req StartRequest
 	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		writeError(w, bodyStatus(err), err)
 		return
 	}
 	if req.Workflow == "" {
@@ -315,7 +317,7 @@ func (e *Engine) handleCancel(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.ContentLength != 0 {
 		if err := decodeBody(w, r, &body); err != nil {
-			writeError(w, http.StatusBadRequest, err)
+			writeError(w, bodyStatus(err), err)
 			return
 		}
 	}
@@ -347,19 +349,32 @@ func (e *Engine) handleReady(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
+// errBodyTooLarge: a request body over MaxRequestBody (answered 413).
+var errBodyTooLarge = errors.New("request body too large")
+
 // decodeBody reads one JSON object of at most MaxRequestBody bytes into v,
-// rejecting unknown fields and trailing data.
+// rejecting unknown fields, trailing data and nesting deeper than
+// message.MaxDepth+1 (the input of a start sits one level down). A body
+// whose declared length is over the limit is refused before it is read,
+// one that turns out longer once the limit is read, and deep nesting as
+// soon as it is read: none is parsed in full. The caller answers with
+// bodyStatus(err).
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return fmt.Errorf("content type %q: send application/json", ct)
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxRequestBody))
+	if r.ContentLength > MaxRequestBody {
+		return fmt.Errorf("%w: %d bytes, limit %d", errBodyTooLarge, r.ContentLength, MaxRequestBody)
+	}
+	dec := json.NewDecoder(message.LimitDepth(http.MaxBytesReader(w, r.Body, MaxRequestBody), message.MaxDepth+1))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		var tooBig *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooBig):
-			return fmt.Errorf("request body over %d bytes", MaxRequestBody)
+			return fmt.Errorf("%w: over %d bytes", errBodyTooLarge, MaxRequestBody)
+		case errors.Is(err, message.ErrTooDeep):
+			return fmt.Errorf("request body refused: %w", err)
 		case errors.Is(err, io.EOF):
 			return errors.New("request body is empty; send a JSON object")
 		default:
@@ -370,6 +385,15 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
 		return errors.New("request body has data after the JSON object")
 	}
 	return nil
+}
+
+// bodyStatus is the status that answers decodeBody's error: 413 for a
+// body over the limit, 400 for the rest.
+func bodyStatus(err error) int {
+	if errors.Is(err, errBodyTooLarge) {
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusBadRequest
 }
 
 // onlyParams refuses query parameters other than known.

@@ -202,7 +202,7 @@ func TestAdminHistorySignalAndWorkflows(t *testing.T) {
 		{"/v1/sagas/" + id + "/signal", `{}`, 400, `"name" is required`},
 		{"/v1/sagas/" + id + "/signal", `{"name":"x","extra":1}`, 400, "extra"},
 		{"/v1/sagas/" + id + "/signal", `{"name":"x"} {}`, 400, "after the JSON object"},
-		{"/v1/sagas/" + id + "/signal", `{"name":"` + strings.Repeat("x", engine.MaxRequestBody) + `"}`, 400, "over"},
+		{"/v1/sagas/" + id + "/signal", `{"name":"` + strings.Repeat("x", engine.MaxRequestBody) + `"}`, 413, "too large"},
 		{"/v1/sagas/nope/signal", `{"name":"x"}`, 404, "saga not found"},
 		{"/v1/sagas/" + id + "/retry", ``, 409, "does not need attention"},
 	} {

@@ -83,7 +83,7 @@ func (e *Engine) handleSettleDeadLetters(op string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var req DeadLetterIDs
 		if err := decodeBody(w, r, &req); err != nil {
-			writeError(w, http.StatusBadRequest, err)
+			writeError(w, bodyStatus(err), err)
 			return
 		}
 		for i, id := range req.IDs {

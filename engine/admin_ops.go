@@ -40,7 +40,7 @@ func (e *Engine) handleHistory(w http.ResponseWriter, r *http.Request) {
 func (e *Engine) handleSignal(w http.ResponseWriter, r *http.Request) {
 	var req SignalRequest
 	if err := decodeBody(w, r, &req); err != nil {
-		writeError(w, http.StatusBadRequest, err)
+		writeError(w, bodyStatus(err), err)
 		return
 	}
 	if err := e.SignalSaga(r.Context(), r.PathValue("id"), req); err != nil {
@@ -54,7 +54,7 @@ func (e *Engine) handleRetry(w http.ResponseWriter, r *http.Request) {
 	var req ReasonRequest
 	if r.ContentLength != 0 {
 		if err := decodeBody(w, r, &req); err != nil {
-			writeError(w, http.StatusBadRequest, err)
+			writeError(w, bodyStatus(err), err)
 			return
 		}
 	}

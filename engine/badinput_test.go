@@ -87,7 +87,7 @@ func TestAdminAPIAnswersBadRequestsWithClearErrors(t *testing.T) {
 		{"input of wrong shape", "POST", "/v1/sagas", `{"workflow":"orders.PlaceOrder","input":{"qty":"many"}}`, 400, "qty"},
 		{"input refused by init", "POST", "/v1/sagas", `{"workflow":"orders.PlaceOrder","input":{"sku":"x"}}`, 400, "order_id is required"},
 		{"empty body", "POST", "/v1/sagas", ``, 400, "empty"},
-		{"oversized body", "POST", "/v1/sagas", `{"workflow":"` + strings.Repeat("a", engine.MaxRequestBody) + `"}`, 400, "over"},
+		{"oversized body", "POST", "/v1/sagas", `{"workflow":"` + strings.Repeat("a", engine.MaxRequestBody) + `"}`, 413, "too large"},
 		{"unknown saga", "GET", "/v1/sagas/does-not-exist", "", 404, "does-not-exist"},
 		{"bad status filter", "GET", "/v1/sagas?status=bogus", "", 400, "bogus"},
 		{"bad limit", "GET", "/v1/sagas?limit=-3", "", 400, "limit"},

@@ -24,7 +24,11 @@ type JSON struct{}
 // Marshal encodes v as JSON.
 func (JSON) Marshal(v any) ([]byte, error) { return json.Marshal(v) }
 
-// Unmarshal decodes JSON data into v, rejecting unknown fields and trailing data.
+// Unmarshal decodes JSON data into v, rejecting unknown fields and
+// trailing data. It checks no nesting depth: payloads from outside are
+// checked with their envelope (UnmarshalEnvelope), and what the engine
+// stores wraps a saga's input and state a few levels deeper than they
+// arrived, which must always decode.
 func (JSON) Unmarshal(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -65,14 +69,19 @@ func MarshalEnvelope(e Envelope, maxSize int) ([]byte, error) {
 }
 
 // UnmarshalEnvelope decodes and validates an envelope produced by
-// MarshalEnvelope, refusing input larger than maxSize (0 means DefaultMaxSize).
-// The payload is left encoded; decode it with Registry.Decode.
+// MarshalEnvelope, refusing input larger than maxSize (0 means
+// DefaultMaxSize) by its length and input nested deeper than
+// MaxEnvelopeDepth by a byte scan, both before any parse. The payload is
+// left encoded; decode it with Registry.Decode.
 func UnmarshalEnvelope(data []byte, maxSize int) (Envelope, error) {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxSize
 	}
 	if len(data) > maxSize {
 		return Envelope{}, fmt.Errorf("%w: %d bytes, limit %d", ErrPayloadTooLarge, len(data), maxSize)
+	}
+	if err := CheckDepth(data, MaxEnvelopeDepth); err != nil {
+		return Envelope{}, fmt.Errorf("%w: envelope: %w", ErrMalformed, err)
 	}
 	var e Envelope
 	if err := json.Unmarshal(data, &e); err != nil {

@@ -13,6 +13,9 @@ var (
 	ErrInvalidEnvelope = errors.New("invalid envelope")
 	// ErrPayloadTooLarge: a message is larger than the configured limit.
 	ErrPayloadTooLarge = errors.New("message too large")
+	// ErrTooDeep: JSON arrays and objects are nested deeper than the limit
+	// (MaxDepth); the input is refused before it is parsed.
+	ErrTooDeep = errors.New("JSON nested too deeply")
 	// ErrInvalidType: a type name is not of the form "name.vN".
 	ErrInvalidType = errors.New("invalid type name")
 )

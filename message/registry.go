@@ -12,10 +12,11 @@ import (
 // untyped payloads. A Registry is safe for concurrent use; it hangs off an
 // engine value, never a global.
 type Registry struct {
-	codec  Codec
-	mu     sync.RWMutex
-	byName map[string]reflect.Type
-	byType map[reflect.Type]string
+	codec      Codec
+	maxPayload int // see SetMaxPayloadSize
+	mu         sync.RWMutex
+	byName     map[string]reflect.Type
+	byType     map[reflect.Type]string
 	// upcasters: type name without version -> from version -> upcaster
 	// (see Upcast).
 	upcasters map[string]map[int]UpcastFunc
@@ -27,10 +28,29 @@ func NewRegistry(codec Codec) *Registry {
 		codec = JSON{}
 	}
 	return &Registry{
-		codec:  codec,
-		byName: make(map[string]reflect.Type),
-		byType: make(map[reflect.Type]string),
+		codec:      codec,
+		maxPayload: DefaultMaxPayloadSize,
+		byName:     make(map[string]reflect.Type),
+		byType:     make(map[reflect.Type]string),
 	}
+}
+
+// DefaultMaxPayloadSize is the largest payload Decode accepts by default
+// (16 MiB, MongoDB's document limit: no payload a store holds is larger,
+// while anything that crossed a transport is far smaller, see
+// DefaultMaxSize).
+const DefaultMaxPayloadSize = 16 << 20
+
+// SetMaxPayloadSize sets the largest payload, in bytes, that Decode
+// accepts; a larger one is refused by its length before any parse (values
+// below 1: DefaultMaxPayloadSize). Call it before the registry is used.
+func (r *Registry) SetMaxPayloadSize(n int) {
+	if n < 1 {
+		n = DefaultMaxPayloadSize
+	}
+	r.mu.Lock()
+	r.maxPayload = n
+	r.mu.Unlock()
 }
 
 // Codec returns the registry's payload codec.
@@ -129,12 +149,18 @@ func (r *Registry) Encode(v any) (typeName string, payload []byte, err error) {
 // is an older schema version of a registered type is first upcast through
 // the upcasters registered with Upcast, and decodes as the registered
 // version. An unknown name (or an old version with no upcaster) wraps
-// ErrUnknownType; bytes that do not decode wrap ErrMalformed; both errors
-// name the type.
+// ErrUnknownType; bytes that do not decode wrap ErrMalformed, and with it
+// ErrPayloadTooLarge for a payload over the limit (SetMaxPayloadSize),
+// refused by its length before any parse; every error names the type.
+// (Nesting depth is checked with the envelope: see MaxDepth.)
 func (r *Registry) Decode(typeName string, payload []byte) (any, error) {
 	r.mu.RLock()
 	t, ok := r.byName[typeName]
+	limit := r.maxPayload
 	r.mu.RUnlock()
+	if len(payload) > limit {
+		return nil, fmt.Errorf("%w: payload of %q: %w: %d bytes, limit %d", ErrMalformed, typeName, ErrPayloadTooLarge, len(payload), limit)
+	}
 	if !ok {
 		var err error
 		if typeName, t, payload, err = r.upcast(typeName, payload); err != nil {

@@ -246,6 +246,9 @@ func TestUndecodableMessages(t *testing.T) {
 		{"garbage-" + randomID(t), []byte("not json {"), "malformed"},
 		{"invalid-" + randomID(t), []byte(`{"id":"x"}`), "invalid envelope"},
 		{big.ID, bigBody, "too large"},
+		// Under the size limit, nested past message.MaxDepth: refused by
+		// the depth scan before the envelope is parsed (issue 11 item 17).
+		{"deep-" + randomID(t), []byte(`{"id":"deep","kind":"event","type":"a.B.v1","key":"k","payload":` + strings.Repeat("[", 3000)), "nested too deeply"},
 	}
 	for _, r := range raw {
 		dc, err := ch.PublishWithDeferredConfirmWithContext(f.ctx, "", f.tr.Queues(f.queue)[0], true, false,
