@@ -2,18 +2,26 @@ package engine_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/sagaflow/sagaflow/engine"
 	"github.com/sagaflow/sagaflow/examples/orders"
 	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/message"
+	"github.com/sagaflow/sagaflow/participant"
+	"github.com/sagaflow/sagaflow/store/embedded"
 	"github.com/sagaflow/sagaflow/transport/rabbitmq"
 	"github.com/sagaflow/sagaflow/workflows"
 )
@@ -169,6 +177,247 @@ func TestBrokerMemoryAlarmUnderLoad(t *testing.T) {
 	b.waitAll(t, e, e.Store(), soakWait(90*time.Second))
 	t.Logf("%d starts failed during the alarm; transport reconnects: %d", len(retry), tr.Reconnects())
 	if dls, _ := tr.DeadLetters(ctx, 10); len(dls) != 0 {
+		t.Errorf("dead letters: %+v", dls)
+	}
+}
+
+// consumerTimeout is the broker's consumer timeout in the long-step test.
+const consumerTimeout = 3 * time.Second
+
+// setRabbitEnv sets the broker's application setting key (of the rabbit
+// application) to the integer value and puts the previous value back
+// when the test ends.
+func setRabbitEnv(t *testing.T, key string, value int64) {
+	t.Helper()
+	get := fmt.Sprintf("application:get_env(rabbit, %s).", key)
+	prev := strings.TrimSpace(testenv.RabbitMQCtlOutput(t, 30*time.Second, "eval", get))
+	var restore string
+	if m := regexp.MustCompile(`^\{ok,(\d+)\}$`).FindStringSubmatch(prev); m != nil {
+		restore = fmt.Sprintf("application:set_env(rabbit, %s, %s).", key, m[1])
+	} else if prev == "undefined" {
+		restore = fmt.Sprintf("application:unset_env(rabbit, %s).", key)
+	} else {
+		t.Fatalf("cannot read the broker's %s: %s answered %q", key, get, prev)
+	}
+	t.Cleanup(func() { testenv.RabbitMQCtl(t, 30*time.Second, "eval", restore) })
+	testenv.RabbitMQCtl(t, 30*time.Second, "eval", fmt.Sprintf("application:set_env(rabbit, %s, %d).", key, value))
+	if got, want := strings.TrimSpace(testenv.RabbitMQCtlOutput(t, 30*time.Second, "eval", get)), fmt.Sprintf("{ok,%d}", value); got != want {
+		t.Fatalf("%s after set_env: %q, want %q", key, got, want)
+	}
+	t.Logf("broker %s = %d (was %s)", key, value, prev)
+}
+
+// setConsumerTimeout sets the broker's global consumer timeout (RabbitMQ
+// 3.10 has no per-queue one) to d, and the interval at which channels
+// check it (channel_tick_interval, 60s by default) to a second, and puts
+// both back when the test ends. A channel reads the timeout when it is
+// opened and the interval when it arms its tick timer, so they apply to
+// the connections made after this call.
+func setConsumerTimeout(t *testing.T, d time.Duration) {
+	t.Helper()
+	setRabbitEnv(t, "consumer_timeout", d.Milliseconds())
+	setRabbitEnv(t, "channel_tick_interval", 1000)
+}
+
+// requireConsumerTimeoutEnforced is the control of the long-step test: a
+// plain consumer on a quorum queue that receives a message and never acks
+// it must have its channel closed by the broker (406 PRECONDITION_FAILED,
+// "delivery acknowledgement ... timed out"). Without it the test could
+// pass on a broker that ignores the setting.
+func requireConsumerTimeoutEnforced(t *testing.T, amqpURL, queue string) {
+	t.Helper()
+	conn, err := amqp.DialConfig(amqpURL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		t.Fatalf("control: dial: %v", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("control: channel: %v", err)
+	}
+	if _, err := ch.QueueDeclare(queue, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		t.Fatalf("control: declare %s: %v", queue, err)
+	}
+	t.Cleanup(func() {
+		c, err := amqp.DialConfig(amqpURL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+		if err != nil {
+			t.Logf("cleanup: dial: %v", err)
+			return
+		}
+		defer c.Close()
+		if dch, err := c.Channel(); err == nil {
+			if _, err := dch.QueueDelete(queue, false, false, false); err != nil {
+				t.Logf("cleanup: delete %s: %v", queue, err)
+			}
+		}
+	})
+	pctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ch.PublishWithContext(pctx, "", queue, false, false, amqp.Publishing{DeliveryMode: amqp.Persistent, Body: []byte("never acked")}); err != nil {
+		t.Fatalf("control: publish: %v", err)
+	}
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	deliveries, err := ch.Consume(queue, "never-acks", false, false, false, false, nil)
+	if err != nil {
+		t.Fatalf("control: consume: %v", err)
+	}
+	select {
+	case <-deliveries:
+	case <-time.After(10 * time.Second):
+		t.Fatal("control: no delivery within 10s")
+	}
+	got := time.Now()
+	select {
+	case cerr := <-closed:
+		if cerr == nil || cerr.Code != amqp.PreconditionFailed || !strings.Contains(cerr.Reason, "timed out") {
+			t.Fatalf("control: channel closed with %v, want 406 PRECONDITION_FAILED for the consumer timeout", cerr)
+		}
+		t.Logf("control: the broker closed the non-acking consumer's channel %v after the delivery: %s", time.Since(got).Round(time.Millisecond), cerr.Reason)
+	case <-time.After(consumerTimeout + 10*time.Second):
+		t.Fatalf("control: the channel of a consumer that never acks was still open %v after the delivery: the consumer timeout is not in effect", time.Since(got).Round(time.Second))
+	}
+}
+
+// shippingRegistry registers the shipping service's messages for a
+// participant (the engine registers the same names through
+// orders.Messages).
+func shippingRegistry(t *testing.T) *message.Registry {
+	t.Helper()
+	r := message.NewRegistry(nil)
+	if err := errors.Join(
+		message.Register[orders.ShipOrder](r, "shipping.ShipOrder.v1"),
+		message.Register[orders.OrderShipped](r, "shipping.OrderShipped.v1"),
+	); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// TestStepLongerThanConsumerTimeout proves issue 11 item 18: the broker's
+// consumer timeout is set to 3s, and the order saga's shipping step is
+// served by a participant (the participant SDK, over RabbitMQ, with its
+// own transport and store, as a separate service) whose handler takes 2.5
+// times that. A control consumer that never acks shows that the broker
+// does close channels on this setting. The participant acks each command
+// once it has persisted it in its inbox and runs the handler after, so no
+// channel of the engine or of the participant is closed by the broker
+// (the transports count them) and no connection is lost; every saga
+// completes, each shipment applied once.
+func TestStepLongerThanConsumerTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sets the broker's consumer timeout: skipped with -short")
+	}
+	amqpURL := testenv.RabbitMQ(t)
+	setConsumerTimeout(t, consumerTimeout)
+	name := uniqueName(t, amqpURL, "sagaflow-ctimeout")
+	requireConsumerTimeoutEnforced(t, amqpURL, name+".control")
+
+	ctx := context.Background()
+	dial := func() *rabbitmq.Transport {
+		dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		defer cancel()
+		tr, err := rabbitmq.Dial(dctx, amqpURL, rabbitmq.WithName(name), rabbitmq.WithPartitions(scalePartitions), rabbitmq.WithLogger(quietLogger()))
+		if err != nil {
+			t.Fatalf("dial RabbitMQ: %v", err)
+		}
+		t.Cleanup(func() { _ = tr.Close() })
+		return tr
+	}
+	engTr, partTr := dial(), dial()
+	e := engine.New(engine.Options{Name: name, Transport: engTr, Partitions: scalePartitions, DataDir: t.TempDir(), AdminAddr: "127.0.0.1:0", Logger: quietLogger()}).
+		Register(orders.Messages()...).
+		Register(orders.Inventory(), orders.Payments(), orders.WorkflowWithTimeout(fastRetry, longTimeout))
+	if err := e.Err(); err != nil {
+		t.Fatal(err)
+	}
+	runEngine(t, e)
+
+	step := consumerTimeout * 5 / 2
+	partStore, err := embedded.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = partStore.Close() })
+	var (
+		mu      sync.Mutex
+		shipped = map[string]int{}
+	)
+	ship := participant.New(partTr, shippingRegistry(t), orders.ShippingService,
+		participant.WithDeduper(participant.NewStoreDeduper(partStore)), participant.WithLogger(quietLogger()))
+	participant.Handle(ship, func(ctx context.Context, c *orders.ShipOrder, _ participant.Meta) (*orders.OrderShipped, error) {
+		select {
+		case <-time.After(step): // the carrier takes its time
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		mu.Lock()
+		shipped[c.OrderID]++
+		mu.Unlock()
+		return &orders.OrderShipped{OrderID: c.OrderID, TrackingNo: "trk-" + c.OrderID}, nil
+	})
+	if err := ship.Err(); err != nil {
+		t.Fatal(err)
+	}
+	pctx, stop := context.WithCancel(ctx)
+	runDone := make(chan error, 1)
+	go func() { runDone <- ship.Run(pctx) }()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case err := <-runDone:
+			if err != nil {
+				t.Errorf("participant: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("participant did not stop within 30s")
+		}
+	})
+
+	// 8 sagas on 4 partitions: some shipments queue behind others, so
+	// deliveries also wait unacked in the prefetch while a handler runs.
+	b := orderBatch{prefix: "ctimeout", n: 8}
+	for i := range b.n {
+		in := b.input(i)
+		in.Address = "street" // every one ships
+		raw, err := json.Marshal(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Start(ctx, engine.StartRequest{Workflow: orders.WorkflowName, Input: raw, ID: b.id(i), CorrelationID: b.id(i)}); err != nil {
+			t.Fatalf("start %s: %v", b.id(i), err)
+		}
+	}
+	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	for i := range b.n {
+		s, err := e.WaitSaga(wctx, b.id(i))
+		if err != nil {
+			t.Fatalf("saga %s not finished: %v", b.id(i), err)
+		}
+		if s.Status != workflows.StatusCompleted {
+			t.Errorf("saga %s: %s (%s), want completed", s.ID, s.Status, s.Error)
+		}
+	}
+	mu.Lock()
+	for i := range b.n {
+		if n := shipped[b.id(i)]; n != 1 {
+			t.Errorf("order %s shipped %d times, want once", b.id(i), n)
+		}
+	}
+	mu.Unlock()
+	for _, c := range []struct {
+		who string
+		tr  *rabbitmq.Transport
+	}{{"engine", engTr}, {"participant", partTr}} {
+		t.Logf("%s transport: %d channels closed with an error, %d reconnects", c.who, c.tr.ChannelErrors(), c.tr.Reconnects())
+		if n := c.tr.ChannelErrors(); n != 0 {
+			t.Errorf("the broker closed %d channels of the %s's transport (a delivery held past the consumer timeout)", n, c.who)
+		}
+		if n := c.tr.Reconnects(); n != 0 {
+			t.Errorf("the %s's transport reconnected %d times", c.who, n)
+		}
+	}
+	if dls, _ := engTr.DeadLetters(ctx, 10); len(dls) != 0 {
 		t.Errorf("dead letters: %+v", dls)
 	}
 }
