@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,22 @@ func readyz(t *testing.T, e *engine.Engine) (int, string) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
+}
+
+// previousWatermark returns the rabbitmqctl arguments that put the
+// broker's memory high watermark back as it is now (a fraction, or an
+// absolute number of bytes); the default, 0.4, when it cannot tell.
+func previousWatermark(t *testing.T) []string {
+	t.Helper()
+	out := strings.TrimSpace(testenv.RabbitMQCtlOutput(t, 30*time.Second, "eval", "vm_memory_monitor:get_vm_memory_high_watermark()."))
+	if _, err := strconv.ParseFloat(out, 64); err == nil {
+		return []string{"set_vm_memory_high_watermark", out}
+	}
+	if m := regexp.MustCompile(`^\{absolute,(\d+)\}$`).FindStringSubmatch(out); m != nil {
+		return []string{"set_vm_memory_high_watermark", "absolute", m[1]}
+	}
+	t.Logf("memory high watermark %q not understood: 0.4 will be restored", out)
+	return []string{"set_vm_memory_high_watermark", "0.4"}
 }
 
 // TestBrokerMemoryAlarmUnderLoad proves issue 11 item 15: while sagas are
@@ -121,7 +138,8 @@ func TestBrokerMemoryAlarmUnderLoad(t *testing.T) {
 
 	// Restored whatever happens (this cleanup runs before the engine and
 	// the transport stop, which need an unblocked broker to flush).
-	t.Cleanup(func() { testenv.RabbitMQCtl(t, 30*time.Second, "set_vm_memory_high_watermark", "0.4") })
+	restore := previousWatermark(t)
+	t.Cleanup(func() { testenv.RabbitMQCtl(t, 30*time.Second, restore...) })
 	testenv.RabbitMQCtl(t, 30*time.Second, "set_vm_memory_high_watermark", "0.0000001")
 	alarmAt := time.Now()
 	var body string
@@ -152,7 +170,7 @@ func TestBrokerMemoryAlarmUnderLoad(t *testing.T) {
 
 	time.Sleep(2 * publishTimeout) // the broker stays blocked under load
 	blocked.Store(false)
-	testenv.RabbitMQCtl(t, 30*time.Second, "set_vm_memory_high_watermark", "0.4")
+	testenv.RabbitMQCtl(t, 30*time.Second, restore...)
 	waitUntil(t, 30*time.Second, "/readyz to report ready again", func() bool {
 		code, _ := readyz(t, e)
 		return code == http.StatusOK
