@@ -61,9 +61,10 @@ func (w *worker) pop() (job, bool) {
 }
 
 // startWorkers queues the commands the inbox still holds from an earlier
-// Run and starts the workers; stop waits for them (they end when ctx is
-// done, after the handler call in progress).
+// Run and starts the workers; stop ends them and waits for them (they end
+// after the handler call in progress), as does the end of ctx.
 func (p *Participant) startWorkers(ctx context.Context, inbox Inbox) (stop func(), err error) {
+	ctx, cancel := context.WithCancel(ctx)
 	p.inbox = inbox
 	p.workers = make([]*worker, inboxWorkers)
 	for i := range p.workers {
@@ -71,6 +72,7 @@ func (p *Participant) startWorkers(ctx context.Context, inbox Inbox) (stop func(
 	}
 	pending, err := inbox.Pending(ctx, p.service)
 	if err != nil {
+		cancel()
 		return nil, fmt.Errorf("participant %s: read the inbox: %w", p.service, err)
 	}
 	for _, env := range pending {
@@ -86,7 +88,7 @@ func (p *Participant) startWorkers(ctx context.Context, inbox Inbox) (stop func(
 			p.work(ctx, w)
 		}()
 	}
-	return p.wg.Wait, nil
+	return func() { cancel(); p.wg.Wait() }, nil
 }
 
 func (p *Participant) enqueue(j job) {
