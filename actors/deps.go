@@ -120,11 +120,28 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// transportNotReady returns why the transport cannot publish now (a
+// RabbitMQ connection that is recovering, or blocked by the broker's
+// memory or disk alarm), or nil when it can or cannot tell.
+func (d *Deps) transportNotReady() error {
+	if r, ok := d.Transport.(interface{ Ready() error }); ok {
+		return r.Ready()
+	}
+	return nil
+}
+
 // dispatch publishes committed outbox messages and marks those the
 // transport took as dispatched. A message that fails to publish stays
-// pending for the relay.
+// pending for the relay. When the transport says it is not ready, dispatch
+// leaves them all to the relay at once: each publish would wait out the
+// transport's publish timeout, and the caller (a saga start, an actor
+// with deliveries waiting) with it.
 func (d *Deps) dispatch(ctx context.Context, msgs []message.Envelope) {
 	if len(msgs) == 0 {
+		return
+	}
+	if err := d.transportNotReady(); err != nil {
+		d.Logger.WarnContext(ctx, "transport not ready; the outbox relay will publish", "messages", len(msgs), "err", err)
 		return
 	}
 	sent := make([]string, 0, len(msgs))

@@ -62,6 +62,13 @@ func (r *OutboxRelay) sweep(ctx context.Context, olderThan time.Time) {
 		}
 		published := make([]string, 0, len(entries))
 		for _, e := range entries {
+			// A transport that is not ready (recovering, blocked by the
+			// broker) would make each publish wait out its timeout: stop
+			// the sweep; the next one tries again.
+			if err := r.deps.transportNotReady(); err != nil {
+				r.deps.Logger.Warn("outbox relay: transport not ready; sweep stopped", "pending", len(entries)-len(published), "err", err)
+				break
+			}
 			if err := r.deps.Transport.Publish(ctx, e.Message); err != nil {
 				if unpublishable(err) {
 					r.deps.Logger.Error("outbox relay: message can never be published; removed from the outbox", "message_id", e.ID, "type", e.Message.Type, "stream", e.Stream, "version", e.Version, "err", err)
@@ -161,6 +168,10 @@ func (s *TimerService) fire(ctx context.Context) {
 		}
 		fired := make([]string, 0, len(timers))
 		for _, t := range timers {
+			if err := s.deps.transportNotReady(); err != nil { // as in the relay's sweep
+				s.deps.Logger.Warn("timer service: transport not ready; due timers wait", "err", err)
+				break
+			}
 			if err := s.deps.Transport.Publish(ctx, t.Message); err != nil {
 				s.deps.Logger.Warn("timer service: publish failed", "timer_id", t.ID, "err", err)
 				continue

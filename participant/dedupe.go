@@ -39,6 +39,7 @@ type Deduper interface {
 type MemoryDeduper struct {
 	mu      sync.Mutex
 	handled map[string]message.Envelope
+	inbox   memoryInbox
 }
 
 // NewMemoryDeduper returns an empty MemoryDeduper.

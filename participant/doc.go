@@ -21,6 +21,14 @@
 //     Deduper, then publishes the reply, then acks the delivery (I4: a
 //     crash in between redelivers the command, which the record absorbs).
 //
+// When the Deduper is also an Inbox (MemoryDeduper and StoreDeduper
+// are), a valid command is acked as soon as the Inbox has accepted it, and
+// the handler runs after, from the inbox (one command at a time per key,
+// in the order accepted, 16 keys at once): a handler that runs longer
+// than the broker's consumer timeout holds no delivery, so the broker
+// closes no channel. A command accepted twice is run once; the commands
+// still in the inbox when Run stops are run by the next Run.
+//
 // Deduplication is the service's Deduper. Implement it on the service's
 // own database so that the handled ID is written in the same transaction
 // as the handler's change (Deduper.Once gives the handler a context that

@@ -27,6 +27,11 @@ type Participant struct {
 	handlers map[string]handler // by command type name
 	regErrs  []error
 	started  atomic.Bool
+
+	inbox   Inbox         // the Deduper's, when it has one: see Inbox
+	workers []*worker     // run the inbox's commands, by key
+	slots   chan struct{} // one per command accepted and not yet run; bounds the workers' queues
+	wg      sync.WaitGroup
 }
 
 // Meta is what a handler learns about the command besides its payload.
@@ -195,7 +200,9 @@ func (p *Participant) Err() error {
 // Run declares the service's queue and serves its commands until ctx is
 // done, then stops gracefully: it takes no new delivery, lets the handler
 // calls in progress finish (within the handler timeout) and settles their
-// deliveries before it returns. A Participant runs once.
+// deliveries before it returns (with an Inbox, the deliveries are settled
+// already, and the accepted commands not yet run wait in the inbox for the
+// next Run). A Participant runs once.
 func (p *Participant) Run(ctx context.Context) error {
 	if err := p.Err(); err != nil {
 		return err
@@ -205,6 +212,13 @@ func (p *Participant) Run(ctx context.Context) error {
 	}
 	if err := p.tr.Declare(ctx, transport.Queue{Name: p.service}); err != nil {
 		return fmt.Errorf("participant %s: declare queue: %w", p.service, err)
+	}
+	if inbox, ok := p.cfg.deduper.(Inbox); ok {
+		stopWorkers, err := p.startWorkers(ctx, inbox)
+		if err != nil {
+			return err
+		}
+		defer stopWorkers()
 	}
 	p.mu.RLock()
 	n := len(p.handlers)
@@ -235,7 +249,11 @@ func (p *Participant) handle(ctx context.Context, d transport.Delivery) {
 		p.deadLetter(d, fmt.Errorf("participant %s: %w", p.service, err))
 		return
 	}
-	reply, err := p.reply(ctx, d, h, cmd)
+	if p.inbox != nil {
+		p.accept(ctx, d)
+		return
+	}
+	reply, err := p.reply(ctx, env, d.Attempt(), h, cmd)
 	if err != nil {
 		if ctx.Err() != nil {
 			p.settle(d, "requeue", func(sctx context.Context) error { return d.Requeue(sctx, err) })
@@ -244,24 +262,13 @@ func (p *Participant) handle(ctx context.Context, d transport.Delivery) {
 		p.retryLater(d, err)
 		return
 	}
-	if reply.ID != "" {
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.cfg.settleTimeout)
-		err := p.tr.Publish(pctx, reply)
-		cancel()
-		if err != nil {
-			// The reply is recorded: the redelivery publishes it again.
-			p.retryLater(d, fmt.Errorf("participant %s: publish reply to %s: %w", p.service, env.ID, err))
-			return
-		}
-	}
-	p.settle(d, "ack", d.Ack)
+	p.answerDelivery(ctx, d, reply)
 }
 
 // reply returns the reply to the command: the recorded one if it was
 // handled before, else the outcome of the handler, recorded. An error
 // means the delivery should be tried again later.
-func (p *Participant) reply(ctx context.Context, d transport.Delivery, h handler, cmd any) (message.Envelope, error) {
-	env := d.Envelope()
+func (p *Participant) reply(ctx context.Context, env message.Envelope, delivery int, h handler, cmd any) (message.Envelope, error) {
 	if prev, ok, err := p.cfg.deduper.Seen(ctx, p.service, env.ID); err != nil {
 		return message.Envelope{}, fmt.Errorf("participant %s: dedupe lookup of %s: %w", p.service, env.ID, err)
 	} else if ok {
@@ -270,7 +277,7 @@ func (p *Participant) reply(ctx context.Context, d transport.Delivery, h handler
 	}
 	meta := Meta{
 		MessageID: env.ID, Type: env.Type, Key: env.Key, SagaID: env.SagaID, CorrelationID: env.CorrelationID,
-		Source: env.Source, Delivery: d.Attempt(), Headers: env.Clone().Headers,
+		Source: env.Source, Delivery: delivery, Headers: env.Clone().Headers,
 	}
 	var lastErr error
 	for attempt := 1; attempt <= p.cfg.attempts; attempt++ {

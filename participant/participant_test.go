@@ -103,7 +103,11 @@ func TestOrderSagaWithParticipants(t *testing.T) {
 
 			t.Run("duplicate command", func(t *testing.T) {
 				// Every ChargePayment was published twice: each was
-				// applied once and answered twice with the same reply.
+				// applied once and answered with one reply, or twice
+				// with the same one (a copy that arrives while the
+				// first is accepted but not answered yet is absorbed by
+				// the inbox; one that arrives after the answer gets the
+				// recorded reply again).
 				for _, order := range []string{"o-ok", "o-flaky"} {
 					if _, calls := l.get(order); calls["charge"] != 1 {
 						t.Errorf("%s: charge handler called %d times, want 1", order, calls["charge"])
@@ -119,8 +123,8 @@ func TestOrderSagaWithParticipants(t *testing.T) {
 					t.Fatalf("replies to %d of %d charge commands", len(byCause), len(charges))
 				}
 				for cause, ids := range byCause {
-					if len(ids) != 2 || ids[0] != ids[1] {
-						t.Errorf("replies to %s: %v, want the same reply twice", cause, ids)
+					if len(ids) < 1 || len(ids) > 2 || ids[0] != ids[len(ids)-1] {
+						t.Errorf("replies to %s: %v, want one reply, or the same reply twice", cause, ids)
 					}
 				}
 			})

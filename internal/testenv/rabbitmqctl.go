@@ -17,6 +17,15 @@ import (
 // when CI=true.
 func RabbitMQCtl(t testing.TB, d time.Duration, args ...string) {
 	t.Helper()
+	RabbitMQCtlOutput(t, d, args...)
+}
+
+// RabbitMQCtlOutput runs rabbitmqctl like RabbitMQCtl and returns what it
+// printed (standard output and error), for commands that read a setting,
+// such as eval 'application:get_env(rabbit, consumer_timeout).'. It
+// returns "" when the command failed (the test has failed then).
+func RabbitMQCtlOutput(t testing.TB, d time.Duration, args ...string) string {
+	t.Helper()
 	cmd := strings.Fields(os.Getenv("SAGAFLOW_RABBITMQCTL"))
 	if len(cmd) == 0 {
 		path, err := exec.LookPath("rabbitmqctl")
@@ -31,9 +40,10 @@ func RabbitMQCtl(t testing.TB, d time.Duration, args ...string) {
 	out, err := exec.CommandContext(ctx, cmd[0], append(cmd[1:], args...)...).CombinedOutput()
 	if err != nil {
 		t.Errorf("rabbitmqctl %v: %v\n%s", args, err, out)
-		return
+		return ""
 	}
 	t.Logf("rabbitmqctl %v took %v", args, time.Since(start).Round(time.Millisecond))
+	return string(out)
 }
 
 // RestartRabbitMQApp stops the broker application, waits pause, starts it

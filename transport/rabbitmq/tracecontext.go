@@ -54,3 +54,9 @@ func (t *Transport) MessagingSystem() string { return "rabbitmq" }
 // lost and recovered; the engine exports it as the metric
 // sagaflow.transport.reconnects.
 func (t *Transport) Reconnects() uint64 { return t.reconnects.Load() }
+
+// ChannelErrors returns how many of the transport's channels were closed
+// with an error (by the broker, for example for a delivery not acked
+// within its consumer timeout, or with their lost connection) and then
+// recovered.
+func (t *Transport) ChannelErrors() uint64 { return t.channelErrors.Load() }

@@ -134,7 +134,8 @@ type Transport struct {
 	pool    []*pubChan
 	nextPub atomic.Uint64
 
-	reconnects atomic.Uint64 // connections recovered (see Reconnects)
+	reconnects    atomic.Uint64 // connections recovered (see Reconnects)
+	channelErrors atomic.Uint64 // channels closed by the broker (see ChannelErrors)
 
 	topoMu   sync.Mutex // one caller at a time on topo
 	topo     *amqp.Channel
@@ -547,6 +548,7 @@ func (h *recoveryHooks) OnConnectionClose(conn *amqp.Connection, err *amqp.Error
 }
 
 func (h *recoveryHooks) OnChannelClose(ch *amqp.Channel, err *amqp.Error) {
+	h.l.t.channelErrors.Add(1)
 	h.l.t.log.Warn("rabbitmq: channel closed by error", "role", h.l.role, "err", err)
 	// A channel already reopened (by the connection's recovery, if this
 	// callback comes late) carries a new session's deliveries: no fence.
