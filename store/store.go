@@ -25,6 +25,12 @@ var (
 	// ErrUnavailable: the backing database cannot be reached after the
 	// retry budget; the caller should not acknowledge its input.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrUnsupportedFormat: the database was written in a stored format
+	// this release does not read (a later release's, or an unknown one).
+	// Open fails fast with it, naming both versions; nothing is changed.
+	// Such a database needs a release that reads its format, or a
+	// migration.
+	ErrUnsupportedFormat = errors.New("unsupported stored format (needs a migration or a release that reads it)")
 )
 
 // Commit is one atomic state change of one stream: the events it records,

@@ -40,11 +40,15 @@ var allBuckets = [][]byte{
 	bucketOutboxIndex, bucketTimers, bucketTimerIndex, bucketSnapshots, bucketInfo,
 }
 
-// formatKey and formatVersion mark the file layout, so that a later
+// formatKey and FormatVersion mark the file layout, so that a later
 // release can recognise (and migrate) files written by this one.
 var formatKey = []byte("format")
 
-const formatVersion = "1"
+// FormatVersion is the stored format this release writes and reads: the
+// value of the key "format" in the bucket "info", written when the file is
+// made. Open refuses a file of any other format with
+// store.ErrUnsupportedFormat.
+const FormatVersion = "1"
 
 // streamPrefix is stream ++ 0x00: the common prefix of a stream's commit
 // and handled keys. Stream names may not contain 0x00 (see checkNames), so

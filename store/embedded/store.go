@@ -120,9 +120,9 @@ func initBuckets(db *bolt.DB) error {
 		info := tx.Bucket(bucketInfo)
 		switch v := info.Get(formatKey); {
 		case v == nil:
-			return info.Put(formatKey, []byte(formatVersion))
-		case !bytes.Equal(v, []byte(formatVersion)):
-			return fmt.Errorf("file format %q, this release reads %q", v, formatVersion)
+			return info.Put(formatKey, []byte(FormatVersion))
+		case !bytes.Equal(v, []byte(FormatVersion)):
+			return fmt.Errorf("%w: the file is of stored format %q, this release reads format %q", store.ErrUnsupportedFormat, v, FormatVersion)
 		}
 		return nil
 	})

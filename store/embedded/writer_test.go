@@ -258,8 +258,12 @@ func TestOpenRefusesAForeignFormat(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if s2, err := Open(t.Context(), dir); err == nil {
+	s2, err := Open(t.Context(), dir)
+	if err == nil {
 		_ = s2.Close()
 		t.Fatal("Open accepted a file of format 99")
+	}
+	if !errors.Is(err, store.ErrUnsupportedFormat) || !strings.Contains(err.Error(), `"99"`) || !strings.Contains(err.Error(), `"`+FormatVersion+`"`) {
+		t.Errorf("Open of a format-99 file: %v; want store.ErrUnsupportedFormat naming both versions", err)
 	}
 }

@@ -30,6 +30,9 @@
 //	journal    _id random -> the commit _ids of one group commit
 //	subject_keys _id subject -> key ID, secret (crypto-shredding; not derived:
 //	           written by CreateKey, deleted by DeleteKey, never in a commit)
+//	meta       _id "format" -> v, the stored format (FormatVersion; written
+//	           on the first Open, checked by every Open: another format
+//	           fails with store.ErrUnsupportedFormat)
 //
 // Secondary indexes, created on Open (idempotent): outbox (at, _id) and
 // (msg), timers (due, _id), heads (kind, type, status, _id), journal (at).

@@ -109,6 +109,9 @@ func Open(ctx context.Context, uri string, opts ...Option) (*Store, error) {
 	if err := s.Ping(ctx); err != nil {
 		return fail(err)
 	}
+	if err := s.checkFormat(ctx); err != nil {
+		return fail(err)
+	}
 	if err := s.createIndexes(ctx); err != nil {
 		return fail(err)
 	}
