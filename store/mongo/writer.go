@@ -464,25 +464,48 @@ func (s *Store) writeDerived(ctx context.Context, ds []derived) error {
 	}
 	if len(timerOps) > 0 {
 		eg.Go(func() error {
-			return s.retry(ctx, "write timers", func(ctx context.Context) error {
-				_, err := s.timers.BulkWrite(ctx, timerOps, options.BulkWrite().SetOrdered(true))
-				return err
-			})
+			return s.bulkWrite(ctx, s.timers, "write timers", timerOps, true, false)
 		})
 	}
 	eg.Go(func() error {
 		if len(headOps) == 0 {
 			return nil
 		}
-		return s.retry(ctx, "write stream heads", func(ctx context.Context) error {
-			_, err := s.heads.BulkWrite(ctx, headOps, options.BulkWrite().SetOrdered(false))
-			if mongo.IsDuplicateKeyError(err) {
-				return nil // a racing upsert created the head; the commit is still found past it
+		// A duplicate key is a racing upsert's: the head is there, and
+		// reads look past it.
+		return s.bulkWrite(ctx, s.heads, "write stream heads", headOps, false, true)
+	})
+	return eg.Wait()
+}
+
+// maxOpsPerBulk bounds the operations of one bulk write. FerretDB 1.24
+// (the dev server) runs each update of a bulk write as a query whose rows
+// stay open until the whole bulk is done, plus a transaction on another
+// connection of its SQLite pool: a bulk of about a hundred updates takes
+// every connection and waits for one more, for ever, and the server stops
+// answering everyone. Small bulks keep that from happening; on MongoDB
+// they cost a few more round trips per group commit.
+const maxOpsPerBulk = 16
+
+// bulkWrite writes ops to coll in bulks of at most maxOpsPerBulk, one
+// after another (so ordered ops stay in order), each retried. With
+// duplicatesDone a duplicate key error counts as done.
+func (s *Store) bulkWrite(ctx context.Context, coll *mongo.Collection, op string, ops []mongo.WriteModel, ordered, duplicatesDone bool) error {
+	for len(ops) > 0 {
+		chunk := ops[:min(len(ops), maxOpsPerBulk)]
+		ops = ops[len(chunk):]
+		err := s.retry(ctx, op, func(ctx context.Context) error {
+			_, err := coll.BulkWrite(ctx, chunk, options.BulkWrite().SetOrdered(ordered))
+			if duplicatesDone && mongo.IsDuplicateKeyError(err) {
+				return nil
 			}
 			return err
 		})
-	})
-	return eg.Wait()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // insertIgnoringDuplicates inserts docs (unordered, retried); documents
