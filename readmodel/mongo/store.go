@@ -464,10 +464,19 @@ func (s *Store) List(ctx context.Context, model, after string, limit int) ([]rea
 		return nil, err
 	}
 	filter := bson.D{{Key: "model", Value: model}, {Key: "_id", Value: bson.D{{Key: "$gt", Value: docID(model, after)}}}}
-	cur, err := s.docs.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(readmodel.ClampLimit(limit))))
+	// The first batch holds the whole page, so no cursor stays open on the
+	// server, and the cursor is closed with a context of its own: one left
+	// open after ctx expired holds a FerretDB SQLite connection for minutes.
+	n := int64(readmodel.ClampLimit(limit))
+	cur, err := s.docs.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(n).SetBatchSize(int32(n)))
 	if err != nil {
 		return nil, fmt.Errorf("read model %s: list: %w", model, err)
 	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = cur.Close(cctx)
+	}()
 	var recs []docRecord
 	if err := cur.All(ctx, &recs); err != nil {
 		return nil, fmt.Errorf("read model %s: list: %w", model, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -27,13 +28,17 @@ type Store struct {
 
 	mu        sync.Mutex
 	committed map[string]bool // handled message IDs of successful appends
+	// unanswered maps the handled message IDs of appends that failed
+	// without a refusal to their streams: such a commit may have been
+	// written (its answer lost with the connection, or its caller gone).
+	unanswered map[string][]string
 }
 
 var _ store.Store = (*Store)(nil)
 
 // Wrap returns inner with no fault on.
 func Wrap(inner store.Store) *Store {
-	s := &Store{Store: inner, committed: make(map[string]bool)}
+	s := &Store{Store: inner, committed: make(map[string]bool), unanswered: make(map[string][]string)}
 	s.failAfter.Store(-1)
 	return s
 }
@@ -92,6 +97,30 @@ func (s *Store) Committed(id string) bool {
 	return s.committed[id]
 }
 
+// Durable reports whether message id is recorded as handled: Committed
+// says so, or an append that named it failed without a refusal and the
+// inner store's Handled finds it in that append's stream now (the commit
+// was written but its answer was lost). Ask it once the inner store is
+// reachable.
+func (s *Store) Durable(ctx context.Context, id string) (bool, error) {
+	s.mu.Lock()
+	committed, streams := s.committed[id], append([]string(nil), s.unanswered[id]...)
+	s.mu.Unlock()
+	if committed {
+		return true, nil
+	}
+	for _, stream := range streams {
+		_, ok, err := s.Store.Handled(ctx, stream, id)
+		if err != nil {
+			return false, fmt.Errorf("faulty: is %s handled in %s: %w", id, stream, err)
+		}
+		if ok {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // fault reports whether a write must fail now, counting it.
 func (s *Store) fault() bool {
 	if s.down.Load() {
@@ -127,6 +156,14 @@ func (s *Store) Append(ctx context.Context, c store.Commit) error {
 		s.mu.Lock()
 		for _, id := range c.Handled {
 			s.committed[id] = true
+		}
+		s.mu.Unlock()
+	case !errors.Is(err, store.ErrInvalidCommit):
+		s.mu.Lock()
+		for _, id := range c.Handled {
+			if !slices.Contains(s.unanswered[id], c.Stream) {
+				s.unanswered[id] = append(s.unanswered[id], c.Stream)
+			}
 		}
 		s.mu.Unlock()
 	}

@@ -3,6 +3,7 @@ package faulty_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -81,5 +82,45 @@ func TestInjectedFaultsWriteNothing(t *testing.T) {
 	want := faulty.Stats{Appends: 3, Injected: 4, Conflicts: 1, AlreadyHandled: 1}
 	if got := s.Stats(); got != want {
 		t.Errorf("stats %+v, want %+v", got, want)
+	}
+}
+
+// lostAnswers is a store whose appends write their commit and then fail
+// (answer lost) or fail without writing, as a server killed mid-write.
+type lostAnswers struct {
+	store.Store
+	write bool
+}
+
+func (l *lostAnswers) Append(ctx context.Context, c store.Commit) error {
+	if l.write {
+		if err := l.Store.Append(ctx, c); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("connection closed: %w", store.ErrUnavailable)
+}
+
+// Durable finds a commit whose append failed after writing it, and no
+// commit whose append failed before.
+func TestDurableFindsCommitsWhoseAnswerWasLost(t *testing.T) {
+	ctx := context.Background()
+	inner := &lostAnswers{Store: open(t, t.TempDir()), write: true}
+	s := faulty.Wrap(inner)
+	if err := s.Append(ctx, commit("s", 1, "written")); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("append whose answer is lost = %v", err)
+	}
+	inner.write = false
+	if err := s.Append(ctx, commit("s", 2, "lost")); !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("append that writes nothing = %v", err)
+	}
+	for id, want := range map[string]bool{"written": true, "lost": false, "never": false} {
+		if s.Committed(id) {
+			t.Errorf("Committed(%s) = true, want false (no append of it succeeded)", id)
+		}
+		got, err := s.Durable(ctx, id)
+		if err != nil || got != want {
+			t.Errorf("Durable(%s) = %v, %v, want %v", id, got, err, want)
+		}
 	}
 }

@@ -257,14 +257,48 @@ func (s *Store) List(ctx context.Context, f store.ListFilter) ([]store.StreamInf
 }
 
 // findAll runs a find and decodes every result into out (retried).
+//
+// Every find here has a limit, and the first batch is asked to hold all
+// of it, so the server keeps no cursor open for a getMore. The cursor is
+// closed with a context of its own: cur.All closes it with ctx, which has
+// expired when the find timed out, and a cursor left open on the server
+// holds one of FerretDB's SQLite connections until it times out there
+// (minutes). Under load enough such cursors exhaust the dev server's pool
+// and it stops answering altogether.
 func (s *Store) findAll(ctx context.Context, coll *mongo.Collection, filter bson.D, out any, opts ...options.Lister[options.FindOptions]) error {
+	opts = append(opts, &firstBatchHoldsTheLimit{})
 	return s.retry(ctx, "find in "+coll.Name(), func(ctx context.Context) error {
 		cur, err := coll.Find(ctx, filter, opts...)
 		if err != nil {
 			return err
 		}
+		defer closeCursor(cur)
 		return cur.All(ctx, out)
 	})
+}
+
+// closeCursor closes cur on the server, with a short context of its own
+// (see findAll).
+func closeCursor(cur *mongo.Cursor) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = cur.Close(ctx)
+}
+
+// firstBatchHoldsTheLimit sets a find's batch size to its limit (when it
+// has one), so the first batch is the whole answer and no cursor stays
+// open on the server.
+type firstBatchHoldsTheLimit struct{}
+
+// List implements options.Lister.
+func (*firstBatchHoldsTheLimit) List() []func(*options.FindOptions) error {
+	return []func(*options.FindOptions) error{func(o *options.FindOptions) error {
+		if o.Limit != nil && *o.Limit > 0 && o.BatchSize == nil {
+			b := int32(min(*o.Limit, 1<<20))
+			o.BatchSize = &b
+		}
+		return nil
+	}}
 }
 
 // PendingOutbox returns up to limit pending outbox entries whose commits

@@ -82,3 +82,77 @@ func TestRepairAfterCrash(t *testing.T) {
 		t.Fatalf("journal entries after repair: %d, %v", n, err)
 	}
 }
+
+// TestRepairBehindANewerHeadWritesEveryOtherHead plays a repair of a
+// group commit whose first stream has moved on since: its head is newer,
+// so rewriting it hits a duplicate key. The heads of the entry's other
+// streams must still be written. (FerretDB 1.24 stops an unordered bulk
+// update at its first error; a store that took the duplicate key for
+// "done" left those heads missing, and the repair deleted the entry.)
+func TestRepairBehindANewerHeadWritesEveryOtherHead(t *testing.T) {
+	uri := testenv.MongoDB(t)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	db := "sagaflow_test_" + newToken()[:12]
+	t.Cleanup(func() { _ = DropDatabase(context.Background(), uri, db) })
+
+	s, err := Open(ctx, uri, WithDatabase(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Now().Add(-time.Minute)
+	commit := func(stream string, v uint64, status string) store.Commit {
+		return store.Commit{Stream: stream, Version: v, At: at,
+			Meta: &store.Meta{Kind: "saga", Type: "T", Status: status, CreatedAt: at, UpdatedAt: at}}
+	}
+	// The crashed writer's group commit: moved (v1, first), then five
+	// other streams, all v1; commits and journal entry only.
+	streams := []string{"moved", "s1", "s2", "s3", "s4", "s5"}
+	journal := journalDoc{ID: "j1", At: at.UnixNano()}
+	for _, st := range streams {
+		enc, err := encodeCommit(commit(st, 1, "running"), newToken())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.commits.InsertOne(ctx, enc.doc); err != nil {
+			t.Fatal(err)
+		}
+		journal.IDs = append(journal.IDs, enc.doc.ID)
+	}
+	if _, err := s.journal.InsertOne(ctx, journal); err != nil {
+		t.Fatal(err)
+	}
+	// The stream moved on under a live writer: its head is at v2.
+	if err := s.Append(ctx, commit("moved", 2, "completed")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Open repairs the entry (older than the grace period).
+	s, err = Open(ctx, uri, WithDatabase(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	list, err := s.List(ctx, store.ListFilter{Status: []string{"running"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, info := range list {
+		got = append(got, info.Stream)
+	}
+	if len(got) != len(streams)-1 {
+		t.Fatalf("running streams after the repair = %v, want %v", got, streams[1:])
+	}
+	for _, st := range got {
+		if st == "moved" {
+			t.Fatalf("the repair moved the head of %q back to v1: running streams %v", st, got)
+		}
+	}
+	if n, err := s.journal.CountDocuments(ctx, map[string]any{}); err != nil || n != 0 {
+		t.Fatalf("journal entries after repair: %d, %v", n, err)
+	}
+}

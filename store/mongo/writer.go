@@ -464,25 +464,87 @@ func (s *Store) writeDerived(ctx context.Context, ds []derived) error {
 	}
 	if len(timerOps) > 0 {
 		eg.Go(func() error {
-			return s.retry(ctx, "write timers", func(ctx context.Context) error {
-				_, err := s.timers.BulkWrite(ctx, timerOps, options.BulkWrite().SetOrdered(true))
-				return err
-			})
+			return s.bulkWrite(ctx, s.timers, "write timers", timerOps, true, false)
 		})
 	}
 	eg.Go(func() error {
 		if len(headOps) == 0 {
 			return nil
 		}
-		return s.retry(ctx, "write stream heads", func(ctx context.Context) error {
-			_, err := s.heads.BulkWrite(ctx, headOps, options.BulkWrite().SetOrdered(false))
-			if mongo.IsDuplicateKeyError(err) {
-				return nil // a racing upsert created the head; the commit is still found past it
-			}
-			return err
-		})
+		// A duplicate key is a racing upsert's, or a repair's whose head
+		// is newer (the filter on v missed and the upsert hit the _id):
+		// the head is there, and reads look past it.
+		return s.bulkWrite(ctx, s.heads, "write stream heads", headOps, false, true)
 	})
 	return eg.Wait()
+}
+
+// maxOpsPerBulk bounds the operations of one bulk write. FerretDB 1.24
+// (the dev server) runs each update of a bulk write as a query whose rows
+// stay open until the whole bulk is done, plus a transaction on another
+// connection of its SQLite pool: a bulk of about a hundred updates takes
+// every connection and waits for one more, for ever, and the server stops
+// answering everyone. Small bulks keep that from happening; on MongoDB
+// they cost a few more round trips per group commit.
+const maxOpsPerBulk = 16
+
+// bulkWrite writes ops to coll in bulks of at most maxOpsPerBulk, one
+// after another (so ordered ops stay in order), each retried. With
+// duplicatesDone an op that fails with a duplicate key counts as done
+// (every op of such a bulk must be idempotent), and the other ops of its
+// bulk are written again without it: MongoDB goes on past a failed op of
+// an unordered bulk, but FerretDB 1.24 ignores "ordered": false on
+// updates, stops at the first error and reports it at index 0, leaving
+// the ops after it unwritten. Each round drops at least one op, so a bulk
+// of n ops takes at most n rounds.
+func (s *Store) bulkWrite(ctx context.Context, coll *mongo.Collection, op string, ops []mongo.WriteModel, ordered, duplicatesDone bool) error {
+	for len(ops) > 0 {
+		chunk := ops[:min(len(ops), maxOpsPerBulk)]
+		ops = ops[len(chunk):]
+		for len(chunk) > 0 {
+			var rest []mongo.WriteModel
+			err := s.retry(ctx, op, func(ctx context.Context) error {
+				rest = nil
+				_, err := coll.BulkWrite(ctx, chunk, options.BulkWrite().SetOrdered(ordered))
+				if err == nil || !duplicatesDone {
+					return err
+				}
+				failed, ok := duplicateIndexes(err, len(chunk))
+				if !ok {
+					return err
+				}
+				for i, m := range chunk {
+					if !failed[i] {
+						rest = append(rest, m)
+					}
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			chunk = rest
+		}
+	}
+	return nil
+}
+
+// duplicateIndexes returns the indexes of the ops of a bulk of n that err
+// reports as failed, when err is a bulk write error of duplicate keys
+// only; ok is false for any other error.
+func duplicateIndexes(err error, n int) (failed map[int]bool, ok bool) {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || retryable(err) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return nil, false
+	}
+	failed = make(map[int]bool, len(bwe.WriteErrors))
+	for _, we := range bwe.WriteErrors {
+		if we.Index < 0 || we.Index >= n || !mongo.IsDuplicateKeyError(mongo.WriteException{WriteErrors: []mongo.WriteError{we.WriteError}}) {
+			return nil, false
+		}
+		failed[we.Index] = true
+	}
+	return failed, true
 }
 
 // insertIgnoringDuplicates inserts docs (unordered, retried); documents
