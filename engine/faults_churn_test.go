@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -301,7 +303,7 @@ func idleFootprint(t *testing.T, what, base string, pid int) footprint {
 var goroutineTotal = regexp.MustCompile(`^goroutine profile: total (\d+)`)
 
 // parseGoroutines reads a debug=1 goroutine profile: the total, and the
-// count of each group of identical stacks keyed by the stack's frames.
+// number of goroutines per stack, keyed by the stack's functions.
 func parseGoroutines(t *testing.T, profile string) (int, map[string]int) {
 	t.Helper()
 	m := goroutineTotal.FindStringSubmatch(profile)
@@ -310,7 +312,8 @@ func parseGoroutines(t *testing.T, profile string) (int, map[string]int) {
 	}
 	total, _ := strconv.Atoi(m[1])
 	stacks := map[string]int{}
-	for _, group := range strings.Split(profile, "\n\n")[1:] {
+	_, groups, _ := strings.Cut(profile, "\n") // the groups follow the total's line
+	for _, group := range strings.Split(groups, "\n\n") {
 		head, frames, ok := strings.Cut(group, "\n")
 		count, _, ok2 := strings.Cut(head, " @ ")
 		n, err := strconv.Atoi(count)
@@ -320,9 +323,12 @@ func parseGoroutines(t *testing.T, profile string) (int, map[string]int) {
 		var fs []string
 		sc := bufio.NewScanner(strings.NewReader(frames))
 		for sc.Scan() {
-			// "#\t0x4a1b2c\tpkg.fn+0x1c\t/path/file.go:123"
+			// "#\t0x4a1b2c\tpkg.fn+0x1c\t/path/file.go:123": the function
+			// only, so that a goroutine parked at another line of the
+			// same functions counts in the same group.
 			if f := strings.Split(strings.TrimSpace(sc.Text()), "\t"); len(f) == 4 {
-				fs = append(fs, f[2]+" "+f[3])
+				fn, _, _ := strings.Cut(f[2], "+0x")
+				fs = append(fs, fn)
 			}
 		}
 		stacks[strings.Join(fs, "\n")] += n
@@ -381,4 +387,42 @@ func rssAnon(pid int) uint64 {
 		}
 	}
 	return 0
+}
+
+// TestParseGoroutinesCountsEveryGroup checks the churn test's reading of a
+// goroutine profile on this process's own: the goroutines parked below
+// are counted in one group, whichever place it has in the profile.
+func TestParseGoroutinesCountsEveryGroup(t *testing.T) {
+	const parked = 37
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	for range parked {
+		started.Add(1)
+		go parkForProfile(&started, release)
+	}
+	defer close(release)
+	started.Wait()
+	var buf bytes.Buffer
+	if err := pprof.Lookup("goroutine").WriteTo(&buf, 1); err != nil {
+		t.Fatal(err)
+	}
+	total, stacks := parseGoroutines(t, buf.String())
+	sum, found := 0, 0
+	for stack, n := range stacks {
+		sum += n
+		if strings.Contains(stack, "parkForProfile") {
+			found += n
+		}
+	}
+	if found != parked {
+		t.Errorf("%d goroutines in parkForProfile's groups, want %d", found, parked)
+	}
+	if sum != total {
+		t.Errorf("the groups add up to %d goroutines, the total is %d", sum, total)
+	}
+}
+
+func parkForProfile(started *sync.WaitGroup, release <-chan struct{}) {
+	started.Done()
+	<-release
 }
