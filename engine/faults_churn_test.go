@@ -57,9 +57,8 @@ func churnFor() time.Duration {
 // every connection (`rabbitmqctl close_all_connections`) every 5 seconds
 // for 2 minutes. Before each closure the daemon must be ready again
 // (/readyz), and its metrics must count at least one recovered connection
-// per closure; afterwards every saga must end with its
-// expected status and every participant effect must be there exactly
-// once (the hour-long step timeouts of testdata/scaledaemon turn a lost
+// per closure; afterwards every saga must end with its expected status
+// and every participant effect must be there exactly once (the hour-long step timeouts of testdata/scaledaemon turn a lost
 // message into a saga that never finishes). The idle daemon's goroutines,
 // live heap and anonymous resident memory after the churn are compared
 // with a baseline taken, idle too, after a warm-up load: growth beyond a
@@ -105,6 +104,7 @@ func TestConnectionChurnUnderLoad(t *testing.T) {
 	t.Logf("baseline after %d warm-up sagas: %s", warm.n, base)
 
 	// The churn, under a continuous load.
+	reconnectsBefore := reconnects(t, "http://"+metricsAddr)
 	churn := orderLoad{prefix: "churn", closedLoop: true, node: pick}
 	stopLoad := make(chan struct{})
 	loadDone := make(chan []error, 1)
@@ -113,7 +113,6 @@ func TestConnectionChurnUnderLoad(t *testing.T) {
 		churn, errs = churn.startUntil(clients, stopLoad)
 		loadDone <- errs
 	}()
-	reconnectsBefore := reconnects(t, "http://"+metricsAddr)
 	began := time.Now()
 	closures := 0
 	tick := time.NewTicker(churnEvery)
