@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/sagaflow/sagaflow/client"
 	"github.com/sagaflow/sagaflow/examples/orders"
 	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/store/embedded"
 )
 
 // uniqueName is a RabbitMQ transport name (the prefix of every queue and
@@ -97,4 +100,118 @@ func TestSIGKILLWithSagasInFlightOnRabbitMQAndMongoDB(t *testing.T) {
 	time.Sleep(3 * time.Second) // late duplicates reach the participants
 	stopDaemon(t, second)
 	load.checkEffects(t, ts.open(t))
+}
+
+// TestBrokerFaultsUnderLoad proves issue 11 item 3: while a `sagaflow
+// serve` process on RabbitMQ (with the embedded store) runs sagas whose
+// participants it hosts, the broker closes every connection
+// (`rabbitmqctl close_all_connections`) and later its application is
+// stopped and started again (`stop_app` / `start_app`). The engine and its
+// participants reconnect by themselves, /readyz reports the outage, and
+// every saga ends with its expected status with every participant effect
+// exactly once. SAGAFLOW_BROKER_FAULT_SAGAS changes the count (default
+// 300; not SAGAFLOW_FAULT_SAGAS, which scripts/test.sh lowers for the
+// MongoDB dev server this test does not use).
+func TestBrokerFaultsUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("disturbs the RabbitMQ broker: skipped with -short")
+	}
+	amqpU := testenv.RabbitMQ(t)
+	testenv.RabbitMQCtl(t, 30*time.Second, "await_startup", "--timeout", "30") // rabbitmqctl is there
+	name := uniqueName(t, amqpU, "sagaflow-broker")
+	dir := t.TempDir()
+	bin := buildDaemon(t)
+	d := startDaemon(t, bin, "engine",
+		"--name", name, "--amqp-url", amqpU, "--data-dir", dir,
+		"--admin-addr", "127.0.0.1:0", "--partitions", strconv.Itoa(scalePartitions), "--log-level", "warn")
+
+	n := sizeFromEnv("SAGAFLOW_BROKER_FAULT_SAGAS", 300)
+	faults := make(chan string, 2)
+	load := orderLoad{
+		prefix: "broker", n: n, closedLoop: true,
+		node: func(int) *client.Client { return client.New(d.url) },
+		started: func(count int64) {
+			switch count {
+			case int64(n / 3):
+				faults <- "close_all_connections"
+			case int64(2 * n / 3):
+				faults <- "stop_app"
+			}
+		},
+	}
+	// The faults are injected from here, not from the load's goroutines,
+	// so that rabbitmqctl's failures are reported on the test.
+	var (
+		notReady  atomic.Bool
+		startErrs []error
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		startErrs = load.start(16)
+	}()
+	for pending := 2; pending > 0; pending-- {
+		var what string
+		select {
+		case what = <-faults:
+		case <-done:
+			t.Fatalf("the load ended before the faults were injected")
+		}
+		switch what {
+		case "close_all_connections":
+			testenv.RabbitMQCtl(t, 30*time.Second, "close_all_connections", "test")
+		case "stop_app":
+			stopPoll := pollReadiness(d.url, &notReady)
+			testenv.RestartRabbitMQApp(t, 3*time.Second)
+			stopPoll()
+		}
+	}
+	<-done
+	for _, err := range startErrs {
+		t.Error(err)
+	}
+	if !notReady.Load() {
+		t.Errorf("/readyz never reported the broker outage")
+	}
+	load.waitAllFinished(t, 5*time.Minute)
+	load.checkStatuses(t)
+	time.Sleep(3 * time.Second) // late duplicates reach the participants
+	stopDaemon(t, d)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := embedded.Open(ctx, dir)
+	if err != nil {
+		t.Fatalf("open the engine's store: %v", err)
+	}
+	defer st.Close()
+	load.checkEffects(t, st)
+}
+
+// pollReadiness polls base's /readyz every 50ms and sets notReady when it
+// answers anything but 200, until the returned stop is called.
+func pollReadiness(base string, notReady *atomic.Bool) (stop func()) {
+	quit := make(chan struct{})
+	finished := make(chan struct{})
+	hc := &http.Client{Timeout: 2 * time.Second}
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-t.C:
+			}
+			resp, err := hc.Get(base + "/readyz")
+			if err != nil {
+				continue
+			}
+			_ = resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				notReady.Store(true)
+			}
+		}
+	}()
+	return func() { close(quit); <-finished }
 }

@@ -70,17 +70,53 @@ func (l orderLoad) run(t *testing.T, clients int) {
 // minutes. It returns an error for each saga that could not be started
 // or, in a closed loop, did not finish within five minutes.
 func (l orderLoad) start(clients int) []error {
-	ctx := context.Background()
 	work := make(chan int, l.n)
 	for i := range l.n {
 		work <- i
 	}
 	close(work)
+	return l.drive(clients, work)
+}
+
+// startUntil is a continuous load: clients goroutines start sagas 0, 1,
+// 2, ... as start does, until stop is closed (each then finishes the saga
+// it is on). It returns the load with n set to the number of sagas
+// started or tried, and the errors.
+func (l orderLoad) startUntil(clients int, stop <-chan struct{}) (orderLoad, []error) {
+	work := make(chan int)
+	fed := make(chan int, 1)
+	go func() {
+		defer close(work)
+		i := 0
+		defer func() { fed <- i }()
+		for ; ; i++ {
+			select {
+			case work <- i:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	errs := l.drive(clients, work)
+	l.n = <-fed
+	return l, errs
+}
+
+// drive runs the sagas whose numbers come from work (until it is closed)
+// from clients goroutines; see start.
+func (l orderLoad) drive(clients int, work <-chan int) []error {
+	ctx := context.Background()
 	var (
 		wg    sync.WaitGroup
 		acked atomic.Int64
+		mu    sync.Mutex
+		out   []error
 	)
-	errs := make(chan error, l.n)
+	report := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		out = append(out, err)
+	}
 	for range clients {
 		wg.Add(1)
 		go func() {
@@ -98,7 +134,7 @@ func (l orderLoad) start(clients int) []error {
 					time.Sleep(100 * time.Millisecond)
 				}
 				if err != nil {
-					errs <- fmt.Errorf("start %s: %w", l.id(i), err)
+					report(fmt.Errorf("start %s: %w", l.id(i), err))
 					continue
 				}
 				if l.started != nil {
@@ -106,18 +142,13 @@ func (l orderLoad) start(clients int) []error {
 				}
 				if l.closedLoop {
 					if err := l.waitFinished(ctx, l.id(i), 5*time.Minute); err != nil {
-						errs <- err
+						report(err)
 					}
 				}
 			}
 		}()
 	}
 	wg.Wait()
-	close(errs)
-	var out []error
-	for err := range errs {
-		out = append(out, err)
-	}
 	return out
 }
 

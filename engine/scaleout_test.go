@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -62,11 +63,15 @@ func startDaemon(t *testing.T, bin, node string, args ...string) *daemonProcess 
 }
 
 // startDaemonEnv is startDaemon with env added to the process's
-// environment.
+// environment. The test's own SAGAFLOW_* variables are not passed on:
+// serve reads every setting it is not given as a flag from them, and the
+// test environment's SAGAFLOW_MONGO_URI (scripts/test.sh exports it) made
+// a daemon meant for the embedded store in --data-dir run on MongoDB
+// instead. A daemon's settings are its flags and env.
 func startDaemonEnv(t *testing.T, bin, node string, env []string, args ...string) *daemonProcess {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(daemonEnviron(os.Environ()), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -100,6 +105,17 @@ func startDaemonEnv(t *testing.T, bin, node string, env []string, args ...string
 		t.Fatalf("%s: no admin URL printed within a minute", node)
 		return nil
 	}
+}
+
+// daemonEnviron is environ without its SAGAFLOW_* variables.
+func daemonEnviron(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		if !strings.HasPrefix(kv, "SAGAFLOW_") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 // withDatabase returns the MongoDB URI u with its path set to database db
