@@ -192,6 +192,12 @@ func settingsFrom(cmd *cli.Command, stderr io.Writer) (serveSettings, error) {
 	if s.mongoURI == "" && o.DataDir == "" {
 		bad("data-dir", "empty: give a directory, or --mongo-uri")
 	}
+	if s.mongoURI != "" && cmd.IsSet("data-dir") && logger != nil {
+		// Either may come from the environment: say which store is used,
+		// so a data directory nobody writes to does not go unnoticed.
+		logger.Warn("both a data directory and a MongoDB URI are set: the engine uses MongoDB and leaves the data directory unused",
+			"data_dir", o.DataDir, "mongo_uri", redact(s.mongoURI))
+	}
 	if p := o.Partitions; p < 1 || p > 4096 {
 		bad("partitions", "partitions %d: want 1 to 4096", p)
 	}

@@ -155,3 +155,28 @@ func TestServeHelpDocumentsEverySetting(t *testing.T) {
 		t.Error("serve --help does not explain the shutdown")
 	}
 }
+
+// TestDataDirBesideAMongoURIIsWarnedAbout: a data directory given beside a
+// MongoDB URI (say one from the environment) is unused, and serve says so.
+func TestDataDirBesideAMongoURIIsWarnedAbout(t *testing.T) {
+	warnings := func(args ...string) string {
+		var stderr bytes.Buffer
+		cmd := &cli.Command{
+			Name: "serve", Flags: engineFlags(), Writer: io.Discard, ErrWriter: io.Discard,
+			Action: func(_ context.Context, cmd *cli.Command) error {
+				_, err := settingsFrom(cmd, &stderr)
+				return err
+			},
+		}
+		if err := cmd.Run(context.Background(), append([]string{"serve"}, args...)); err != nil {
+			t.Fatalf("serve %v: %v", args, err)
+		}
+		return stderr.String()
+	}
+	if got := warnings("--mongo-uri", "mongodb://127.0.0.1:1/", "--data-dir", t.TempDir()); !strings.Contains(got, "leaves the data directory unused") {
+		t.Errorf("both set: stderr %q, want the warning", got)
+	}
+	if got := warnings("--mongo-uri", "mongodb://127.0.0.1:1/"); strings.Contains(got, "data directory") {
+		t.Errorf("only the URI: stderr %q, want no warning", got)
+	}
+}
