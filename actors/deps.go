@@ -120,12 +120,13 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// transportNotReady returns why the transport cannot publish now (a
-// RabbitMQ connection that is recovering, or blocked by the broker's
-// memory or disk alarm), or nil when it can or cannot tell.
+// transportNotReady returns why the transport cannot publish now (its
+// RabbitMQ publish connection recovering, or blocked by the broker's
+// memory or disk alarm), or nil when it can or cannot tell. A consume
+// connection that is recovering does not stop publishing.
 func (d *Deps) transportNotReady() error {
-	if r, ok := d.Transport.(interface{ Ready() error }); ok {
-		return r.Ready()
+	if r, ok := d.Transport.(interface{ PublishReady() error }); ok {
+		return r.PublishReady()
 	}
 	return nil
 }

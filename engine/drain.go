@@ -43,6 +43,15 @@ func (g *drainGate) Ready() error {
 	return nil
 }
 
+// PublishReady reports whether the wrapped transport can publish now,
+// when it can tell.
+func (g *drainGate) PublishReady() error {
+	if r, ok := g.Transport.(interface{ PublishReady() error }); ok {
+		return r.PublishReady()
+	}
+	return nil
+}
+
 func (g *drainGate) enter() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()

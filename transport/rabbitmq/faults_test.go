@@ -330,6 +330,9 @@ func TestBlockedConnection(t *testing.T) {
 		t.Fatalf("Ready under a memory alarm = %v, want a blocked error", f.tr.Ready())
 	}
 	t.Logf("Ready: %v", f.tr.Ready())
+	if err := f.tr.PublishReady(); !errors.Is(err, rabbitmq.ErrNotReady) || !strings.Contains(err.Error(), "block") {
+		t.Errorf("PublishReady under a memory alarm = %v, want ErrNotReady saying the broker blocks", err)
+	}
 	start = time.Now()
 	if err := f.tr.Publish(f.ctx, f.command("k")); !errors.Is(err, rabbitmq.ErrNotReady) {
 		t.Errorf("Publish while blocked = %v, want ErrNotReady", err)
@@ -340,6 +343,9 @@ func TestBlockedConnection(t *testing.T) {
 	testenv.RabbitMQCtl(t, 30*time.Second, "set_vm_memory_high_watermark", "0.4")
 	if !within(10*time.Second, func() bool { return f.tr.Ready() == nil }) {
 		t.Fatalf("Ready after the alarm cleared = %v", f.tr.Ready())
+	}
+	if err := f.tr.PublishReady(); err != nil {
+		t.Errorf("PublishReady after the alarm cleared = %v", err)
 	}
 	if err := f.tr.Publish(f.ctx, f.command("k")); err != nil {
 		t.Fatalf("Publish after the alarm cleared: %v", err)

@@ -152,11 +152,17 @@ func TestReadyAndClose(t *testing.T) {
 	if err := tr.Ready(); err != nil {
 		t.Fatalf("Ready after Dial = %v, want nil", err)
 	}
+	if err := tr.PublishReady(); err != nil {
+		t.Fatalf("PublishReady after Dial = %v, want nil", err)
+	}
 	if err := tr.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
 	if err := tr.Ready(); err == nil {
 		t.Fatal("Ready after Close = nil, want an error")
+	}
+	if err := tr.PublishReady(); !errors.Is(err, transport.ErrClosed) {
+		t.Fatalf("PublishReady after Close = %v, want transport.ErrClosed", err)
 	}
 }
 

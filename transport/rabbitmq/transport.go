@@ -300,6 +300,23 @@ func (t *Transport) Ready() error {
 	return nil
 }
 
+// PublishReady returns nil when a publish can go out now: the publish
+// connection is open and the broker blocks neither connection. A memory
+// or disk alarm is the whole broker's, and the broker often tells the
+// consume connection first (the publish connection learns it only when it
+// next publishes), so a block of either counts; a consume connection that
+// is recovering does not stop publishing. Otherwise it says why (wrapping
+// ErrNotReady, or transport.ErrClosed after Close).
+func (t *Transport) PublishReady() error {
+	if t.closed.Load() {
+		return fmt.Errorf("rabbitmq %s: %w", t.cfg.name, transport.ErrClosed)
+	}
+	if err := t.pub.ready(true); err != nil {
+		return err
+	}
+	return t.con.blockedErr()
+}
+
 // Close stops every consumer, waits for each Consume to return, and closes
 // the connections; unsettled deliveries go back to their queues (the
 // broker requeues them). Afterwards Declare, Publish and Consume fail with
@@ -486,6 +503,16 @@ func (l *link) ready(needUnblocked bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.readyLocked(needUnblocked)
+}
+
+// blockedErr says why the broker blocks the link's connection, or nil.
+func (l *link) blockedErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.blocked != "" {
+		return fmt.Errorf("%w: broker blocks the %s connection: %s", ErrNotReady, l.role, l.blocked)
+	}
+	return nil
 }
 
 func (l *link) readyLocked(needUnblocked bool) error {

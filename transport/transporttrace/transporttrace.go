@@ -63,6 +63,15 @@ func (t *Transport) Ready() error {
 	return nil
 }
 
+// PublishReady reports whether the wrapped transport can publish now,
+// when it can tell.
+func (t *Transport) PublishReady() error {
+	if r, ok := t.Transport.(interface{ PublishReady() error }); ok {
+		return r.PublishReady()
+	}
+	return nil
+}
+
 // MessagingSystem returns the messaging.system the spans carry.
 func (t *Transport) MessagingSystem() string { return t.system }
 
