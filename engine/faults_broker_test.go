@@ -16,7 +16,6 @@ import (
 	"github.com/sagaflow/sagaflow/client"
 	"github.com/sagaflow/sagaflow/examples/orders"
 	"github.com/sagaflow/sagaflow/internal/testenv"
-	"github.com/sagaflow/sagaflow/store/embedded"
 )
 
 // uniqueName is a RabbitMQ transport name (the prefix of every queue and
@@ -175,15 +174,7 @@ func TestBrokerFaultsUnderLoad(t *testing.T) {
 	}
 	load.waitAllFinished(t, 5*time.Minute)
 	load.checkStatuses(t)
-	time.Sleep(3 * time.Second) // late duplicates reach the participants
-	stopDaemon(t, d)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := embedded.Open(ctx, dir)
-	if err != nil {
-		t.Fatalf("open the engine's store: %v", err)
-	}
-	defer st.Close()
+	st := stopAndOpenStore(t, d, dir)
 	load.checkEffects(t, st)
 }
 

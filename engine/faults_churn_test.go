@@ -3,7 +3,6 @@ package engine_test
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/sagaflow/sagaflow/client"
 	"github.com/sagaflow/sagaflow/internal/testenv"
-	"github.com/sagaflow/sagaflow/store/embedded"
 )
 
 // Connection churn (issue 11 item 16): how long and how often the broker
@@ -166,15 +164,7 @@ func TestConnectionChurnUnderLoad(t *testing.T) {
 		}
 	}
 
-	time.Sleep(3 * time.Second) // late duplicates reach the participants
-	stopDaemon(t, d)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	st, err := embedded.Open(ctx, dir)
-	if err != nil {
-		t.Fatalf("open the engine's store: %v", err)
-	}
-	defer st.Close()
+	st := stopAndOpenStore(t, d, dir)
 	warm.checkEffects(t, st)
 	churn.checkEffects(t, st)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/sagaflow/sagaflow/engine"
 	"github.com/sagaflow/sagaflow/examples/orders"
 	"github.com/sagaflow/sagaflow/store"
+	"github.com/sagaflow/sagaflow/store/embedded"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -248,6 +249,23 @@ func runningSagas(limit int) engine.ListRequest {
 
 // stopDaemon stops d with SIGTERM (a graceful stop) and waits for it; the
 // test fails if it does not exit cleanly.
+// stopAndOpenStore lets late duplicates reach the participants, stops the
+// daemon d with SIGTERM and opens the embedded store it kept in dir, for
+// the effects check; the store is closed when the test ends.
+func stopAndOpenStore(t *testing.T, d *daemonProcess, dir string) store.Store {
+	t.Helper()
+	time.Sleep(3 * time.Second)
+	stopDaemon(t, d)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := embedded.Open(ctx, dir)
+	if err != nil {
+		t.Fatalf("open the engine's store: %v", err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
+
 func stopDaemon(t *testing.T, d *daemonProcess) {
 	t.Helper()
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
