@@ -80,8 +80,7 @@ func startDevMongo(ctx context.Context, bin string) (*devMongo, error) {
 		bin = filepath.Join(dir, "devmongo")
 		slog.Info("building tools/devmongo (FerretDB on SQLite); the first build takes a minute or two", "dir", src)
 		bctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		build := exec.CommandContext(bctx, "go", "build", "-o", bin, ".")
-		build.Dir = src
+		build := exec.CommandContext(bctx, "bash", filepath.Join(src, "build.sh"), bin)
 		out, err := build.CombinedOutput()
 		cancel()
 		if err != nil {

@@ -34,8 +34,7 @@ func devMongoBinary(t *testing.T) string {
 		return bin
 	}
 	bin := filepath.Join(t.TempDir(), "devmongo")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Dir = filepath.Join("..", "tools", "devmongo")
+	cmd := exec.Command("bash", filepath.Join("..", "tools", "devmongo", "build.sh"), bin)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		testenv.Unavailable(t, "cannot build tools/devmongo (set %s): %v\n%s", envDevMongoBin, err, out)
 	}

@@ -44,8 +44,8 @@ port_free() {
 }
 
 start_devmongo() {
-	echo "== building tools/devmongo (FerretDB on SQLite)"
-	(cd tools/devmongo && go build -o "$workdir/devmongo" .)
+	echo "== building tools/devmongo (FerretDB on SQLite, patched: tools/devmongo/build.sh)"
+	tools/devmongo/build.sh "$workdir/devmongo"
 	# The test that kills a MongoDB server starts its own from this binary.
 	export SAGAFLOW_DEVMONGO_BIN="$workdir/devmongo"
 	local port

@@ -58,7 +58,7 @@ go build -o "$work/bin/" ./examples/emailcampaign/cmd/...
 
 if [[ -z "${SAGAFLOW_MONGO_URI:-}" ]]; then
 	echo "== building and starting tools/devmongo"
-	(cd tools/devmongo && go build -o "$work/devmongo" .)
+	tools/devmongo/build.sh "$work/devmongo"
 	for port in $(seq 27100 27199); do port_free "$port" && break; done
 	"$work/devmongo" -listen "127.0.0.1:$port" -dir "$work/mongo-data" >"$work/devmongo.log" 2>&1 &
 	pids+=("$!")

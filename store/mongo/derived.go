@@ -14,10 +14,16 @@ import (
 )
 
 // MarkDispatched deletes the pending outbox entries of the given message
-// IDs (I4); unknown IDs are ignored.
+// IDs (I4); unknown IDs are ignored. The entries this store wrote or
+// listed are deleted by _id; the others by message ID, which FerretDB
+// answers with a scan of the (small: pending only) outbox.
 func (s *Store) MarkDispatched(ctx context.Context, ids ...string) error {
 	err := s.read(ctx, "mark dispatched", func(ctx context.Context) error {
-		return s.deleteByField(ctx, s.outbox, "msg", ids)
+		docIDs, unknown := s.outboxIDs.take(ids)
+		if err := s.deleteByIDs(ctx, s.outbox, "delete outbox entries", docIDs); err != nil {
+			return err
+		}
+		return s.deleteByField(ctx, s.outbox, "msg", unknown)
 	})
 	if err != nil {
 		return fmt.Errorf("mark %d outbox entries dispatched: %w", len(ids), err)
@@ -28,7 +34,7 @@ func (s *Store) MarkDispatched(ctx context.Context, ids ...string) error {
 // DeleteTimers deletes fired timers (I5); unknown IDs are ignored.
 func (s *Store) DeleteTimers(ctx context.Context, ids ...string) error {
 	err := s.read(ctx, "delete timers", func(ctx context.Context) error {
-		return s.deleteByField(ctx, s.timers, "_id", ids)
+		return s.deleteByIDs(ctx, s.timers, "delete timers", ids)
 	})
 	if err != nil {
 		return fmt.Errorf("delete %d timers: %w", len(ids), err)
@@ -55,11 +61,10 @@ func (s *Store) deleteByField(ctx context.Context, coll *mongo.Collection, field
 }
 
 // SaveSnapshot stores snap as its stream's snapshot unless the stream has
-// one at a later version. It is one upsert whose filter matches only an
-// older (or equal) snapshot: when a newer one exists the upsert's insert
-// hits the stream's _id and nothing changes. FerretDB does not make that
-// filter atomic with the write, so two racing saves may leave the older
-// one; a snapshot is then older than it could be, never wrong.
+// one at a later version: it reads the stored snapshot's version by _id,
+// then replaces the snapshot by _id (see idwrites.go). Two racing saves
+// may leave the older one; a snapshot is then older than it could be,
+// never wrong.
 func (s *Store) SaveSnapshot(ctx context.Context, snap store.Snapshot) error {
 	if err := s.saveSnapshot(ctx, snap); err != nil {
 		return fmt.Errorf("save snapshot of %s at v%d: %w", snap.Stream, snap.Version, err)
@@ -90,12 +95,17 @@ func (s *Store) saveSnapshot(ctx context.Context, snap store.Snapshot) error {
 	}
 	doc := snapshotDoc{ID: snap.Stream, Version: int64(snap.Version), Data: data}
 	return s.read(ctx, "save snapshot", func(ctx context.Context) error {
+		stored, err := s.storedVersions(ctx, s.snapshots, "read snapshot version", []string{snap.Stream})
+		if err != nil {
+			return err
+		}
+		if v, ok := stored[snap.Stream]; ok && v > doc.Version {
+			return nil // a newer snapshot is stored
+		}
 		return s.retry(ctx, "upsert snapshot", func(ctx context.Context) error {
-			_, err := s.snapshots.ReplaceOne(ctx,
-				bson.D{{Key: "_id", Value: snap.Stream}, {Key: "v", Value: bson.D{{Key: "$lte", Value: doc.Version}}}},
-				doc, options.Replace().SetUpsert(true))
+			_, err := s.snapshots.ReplaceOne(ctx, bson.D{{Key: "_id", Value: snap.Stream}}, doc, options.Replace().SetUpsert(true))
 			if mongo.IsDuplicateKeyError(err) {
-				return nil // a newer snapshot is stored
+				return nil // a racing save inserted it
 			}
 			return err
 		})

@@ -38,12 +38,23 @@
 // (msg), timers (due, _id), heads (kind, type, status, _id), journal (at).
 // The uniqueness the issue asks for (stream+version, handled message IDs)
 // is the primary key of the natural _ids and needs no index of its own.
-// FerretDB's SQLite backend pushes only _id equality filters down to SQL
-// and scans for anything else (deletes included), so hot reads are _id
-// lookups, and what is queried by other fields (outbox, timers, journal)
-// lives in small collections whose documents are deleted when done.
-// Stream reads (Load, Info) look commits up by _id, in parallel up to the
-// version the stream's head names and one by one past it.
+// MarkDispatched is given message IDs, not outbox _ids: it deletes the
+// entries this store wrote or listed by _id (it remembers their _ids, a
+// bounded map), and only the others by msg.
+// FerretDB's SQLite backend answers only a filter of the form
+// {_id: <string>} from an index and reads every document of the
+// collection for anything else: {_id: {$in: [...]}}, {_id: x, v: {$lte:
+// n}} and deletes included. So every hot read and write names one
+// document by _id alone (idwrites.go; TestHotPathFiltersByIDAlone checks
+// it): stream reads (Load, Info, Handled) look commits up by _id, in
+// parallel up to the version the stream's head names and one by one past
+// it; deletes are one {_id} delete per document; heads and snapshots,
+// which must not move back to an older version, are read by _id and then
+// replaced by _id. What is queried by other fields (the outbox, timers
+// and journal sweeps, List) lives in small collections whose documents
+// are deleted when done, or is read rarely. (FerretDB 1.24 itself scans
+// even for {_id} unless patched: tools/devmongo/build.sh builds the dev
+// server with the fix, and TestIDLookupsUseTheIDIndex fails without it.)
 //
 // # Writes: group commit
 //
@@ -93,11 +104,15 @@
 //
 // # Snapshots
 //
-// SaveSnapshot is one upsert whose filter matches only an older snapshot;
-// when a newer one exists the upsert's insert hits the _id and nothing
-// changes. FerretDB does not make that filter atomic, so two racing saves
-// may keep the older snapshot, which is still correct (a reader loads the
-// commits after it). Snapshots are never part of a commit write.
+// SaveSnapshot reads the stored snapshot's version by _id and replaces the
+// snapshot by _id unless the stored one is newer. The read and the write
+// are not one atomic step, so two racing saves may keep the older
+// snapshot, which is still correct (a reader loads the commits after it).
+// Heads are written the same way, so two writers of one stream at once
+// (only while a partition moves between nodes) may leave a head behind its
+// stream: Load, Info and Handled look past it, and List shows the
+// stream's earlier Meta until its next commit. Snapshots are never part
+// of a commit write.
 //
 // # Failures
 //

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo/writeconcern"
 )
 
@@ -53,6 +54,7 @@ type config struct {
 	maxBatch     int
 	logger       *slog.Logger
 	journalGrace time.Duration
+	monitor      *event.CommandMonitor
 }
 
 func defaultConfig() config {
@@ -111,4 +113,12 @@ func WithLogger(l *slog.Logger) Option {
 			c.logger = l
 		}
 	}
+}
+
+// WithCommandMonitor sets a driver command monitor on the store's client,
+// which sees every command the store sends (to trace or count them; the
+// tests use it to check that hot writes name documents by _id alone).
+// Nil sets none.
+func WithCommandMonitor(m *event.CommandMonitor) Option {
+	return func(c *config) { c.monitor = m }
 }

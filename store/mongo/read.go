@@ -323,6 +323,7 @@ func (s *Store) PendingOutbox(ctx context.Context, olderThan time.Time, limit in
 			if e.At.After(olderThan) {
 				continue // same clamped key, later time
 			}
+			s.outboxIDs.remember(e.ID, d.ID) // MarkDispatched deletes it by _id
 			out = append(out, e)
 		}
 		return nil

@@ -45,6 +45,7 @@ type Store struct {
 	closeErr              error
 	lastSweep             atomic.Int64 // unix nanos of the last journal sweep
 	sweepMu               sync.Mutex
+	outboxIDs             outboxIDs // for MarkDispatched (idwrites.go)
 }
 
 // Open connects to the MongoDB (or MongoDB-wire) server at uri, checks it
@@ -72,6 +73,9 @@ func Open(ctx context.Context, uri string, opts ...Option) (*Store, error) {
 		cfg.database = DefaultDatabase
 	}
 	copts := options.Client().ApplyURI(uri)
+	if cfg.monitor != nil {
+		copts.SetMonitor(cfg.monitor)
+	}
 	if !cs.ServerSelectionTimeoutSet {
 		// One attempt must not outlast the whole retry budget.
 		copts.SetServerSelectionTimeout(min(cfg.retry, 30*time.Second))

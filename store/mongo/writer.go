@@ -422,17 +422,16 @@ func (s *Store) insertCommits(ctx context.Context, docs []any) ([]error, error) 
 // writeDerived writes the derived documents of commits that are durable:
 // handled markers, outbox entries, timers (cancellations before settings,
 // in commit order) and heads, in parallel. Every write is idempotent, so
-// the repair can run it again.
+// the repair can run it again. Every filter is {_id} alone (idwrites.go).
 func (s *Store) writeDerived(ctx context.Context, ds []derived) error {
 	if len(ds) == 0 {
 		return nil
 	}
 	var markers, outbox []any
-	var timerOps, headOps []mongo.WriteModel
+	var timerOps []mongo.WriteModel
+	heads := newHeadWrites()
 	for _, d := range ds {
-		if len(d.cancel) > 0 {
-			timerOps = append(timerOps, mongo.NewDeleteManyModel().SetFilter(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: d.cancel}}}}))
-		}
+		timerOps = append(timerOps, deleteByIDOps(d.cancel)...)
 		if d.cancelOnly {
 			continue
 		}
@@ -441,42 +440,94 @@ func (s *Store) writeDerived(ctx context.Context, ds []derived) error {
 		for _, t := range d.timers {
 			timerOps = append(timerOps, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: t.ID}}).SetReplacement(t).SetUpsert(true))
 		}
-		if d.meta != nil {
-			// The filter on v keeps a repair from moving a head back: when
-			// the head is newer the upsert's insert hits its _id.
-			headOps = append(headOps, mongo.NewReplaceOneModel().
-				SetFilter(bson.D{{Key: "_id", Value: d.stream}, {Key: "v", Value: bson.D{{Key: "$lte", Value: int64(d.version)}}}}).
-				SetReplacement(headDoc{ID: d.stream, Version: int64(d.version), Kind: d.meta.Kind, Type: d.meta.Type, Status: d.meta.Status, Meta: d.metaRaw}).
-				SetUpsert(true))
-		} else {
-			headOps = append(headOps, mongo.NewUpdateOneModel().
-				SetFilter(bson.D{{Key: "_id", Value: d.stream}}).
-				SetUpdate(bson.D{{Key: "$max", Value: bson.D{{Key: "v", Value: int64(d.version)}}}}).
-				SetUpsert(true))
-		}
+		heads.add(d)
 	}
 	eg, ctx := errgroup.WithContext(ctx)
 	if len(markers) > 0 {
 		eg.Go(func() error { return s.insertIgnoringDuplicates(ctx, s.handled, "write handled markers", markers) })
 	}
 	if len(outbox) > 0 {
-		eg.Go(func() error { return s.insertIgnoringDuplicates(ctx, s.outbox, "write outbox entries", outbox) })
+		eg.Go(func() error {
+			if err := s.insertIgnoringDuplicates(ctx, s.outbox, "write outbox entries", outbox); err != nil {
+				return err
+			}
+			for _, d := range outbox {
+				o := d.(outboxDoc)
+				s.outboxIDs.remember(o.MsgID, o.ID)
+			}
+			return nil
+		})
 	}
 	if len(timerOps) > 0 {
 		eg.Go(func() error {
 			return s.bulkWrite(ctx, s.timers, "write timers", timerOps, true, false)
 		})
 	}
-	eg.Go(func() error {
-		if len(headOps) == 0 {
-			return nil
-		}
-		// A duplicate key is a racing upsert's, or a repair's whose head
-		// is newer (the filter on v missed and the upsert hit the _id):
-		// the head is there, and reads look past it.
-		return s.bulkWrite(ctx, s.heads, "write stream heads", headOps, false, true)
-	})
+	eg.Go(func() error { return s.writeHeads(ctx, heads) })
 	return eg.Wait()
+}
+
+// headWrites is what a group of commits changes in the stream heads: per
+// stream, the newest version, and the Meta of the newest commit that
+// carries one.
+type headWrites struct {
+	version map[string]uint64
+	meta    map[string]*derived
+}
+
+func newHeadWrites() headWrites {
+	return headWrites{version: map[string]uint64{}, meta: map[string]*derived{}}
+}
+
+func (h headWrites) add(d derived) {
+	h.version[d.stream] = max(h.version[d.stream], d.version)
+	if d.meta == nil {
+		return
+	}
+	if old, ok := h.meta[d.stream]; ok && old.version >= d.version {
+		return
+	}
+	h.meta[d.stream] = &d
+}
+
+// writeHeads moves the heads forward, never back. A stream with a new
+// Meta gets its head replaced whole (its newest version and that Meta)
+// unless the stored head is newer, read by _id first (see idwrites.go);
+// the others only get their version raised ($max on v). A duplicate key
+// is a racing upsert's: the head is there, and reads look past it.
+func (s *Store) writeHeads(ctx context.Context, h headWrites) error {
+	if len(h.version) == 0 {
+		return nil
+	}
+	var ops []mongo.WriteModel
+	if len(h.meta) > 0 {
+		ids := make([]string, 0, len(h.meta))
+		for id := range h.meta {
+			ids = append(ids, id)
+		}
+		stored, err := s.storedVersions(ctx, s.heads, "read stream heads", ids)
+		if err != nil {
+			return err
+		}
+		for id, d := range h.meta {
+			v := int64(h.version[id])
+			if old, ok := stored[id]; ok && old > v {
+				continue // a newer head is stored
+			}
+			doc := headDoc{ID: id, Version: v, Kind: d.meta.Kind, Type: d.meta.Type, Status: d.meta.Status, Meta: d.metaRaw}
+			ops = append(ops, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetReplacement(doc).SetUpsert(true))
+		}
+	}
+	for id, v := range h.version {
+		if _, ok := h.meta[id]; ok {
+			continue // replaced above
+		}
+		ops = append(ops, mongo.NewUpdateOneModel().
+			SetFilter(bson.D{{Key: "_id", Value: id}}).
+			SetUpdate(bson.D{{Key: "$max", Value: bson.D{{Key: "v", Value: int64(v)}}}}).
+			SetUpsert(true))
+	}
+	return s.bulkWrite(ctx, s.heads, "write stream heads", ops, false, true)
 }
 
 // maxOpsPerBulk bounds the operations of one bulk write. FerretDB 1.24
