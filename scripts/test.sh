@@ -59,14 +59,6 @@ start_devmongo() {
 	for _ in $(seq 1 600); do
 		if grep -q '^ready ' "$workdir/devmongo.out" 2>/dev/null; then
 			export SAGAFLOW_MONGO_URI="mongodb://127.0.0.1:$port/"
-			# The process-level tests run 1,000 sagas against a real
-			# MongoDB. On the dev server (FerretDB on SQLite) every find
-			# or update whose filter is not _id alone scans the whole
-			# collection (stream loads, head updates, sweeps), so resuming
-			# 1,000 sagas costs about 1,000 scans of every commit: there
-			# they run fewer (see docs/ARCHITECTURE.md).
-			export SAGAFLOW_SCALEOUT_SAGAS="${SAGAFLOW_SCALEOUT_SAGAS:-300}"
-			export SAGAFLOW_FAULT_SAGAS="${SAGAFLOW_FAULT_SAGAS:-60}"
 			echo "== devmongo ready at $SAGAFLOW_MONGO_URI"
 			return 0
 		fi

@@ -156,3 +156,41 @@ func TestHotPathFiltersByIDAlone(t *testing.T) {
 	}
 	t.Logf("%d filtered operations, %d not by _id alone", log.ops, len(log.bad))
 }
+
+// TestMarkDispatchedOfEntriesAnotherStoreWrote: MarkDispatched deletes by
+// _id the entries its own store wrote or listed; an entry written by
+// another store (another engine process) is deleted by message ID.
+func TestMarkDispatchedOfEntriesAnotherStoreWrote(t *testing.T) {
+	uri := testenv.MongoDB(t)
+	db := freshDatabase(t, uri)
+	writer, other := open(t, uri, db), open(t, uri, db)
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	at := time.Date(2026, 12, 2, 1, 0, 0, 0, time.UTC)
+	var outbox []message.Envelope
+	for _, id := range []string{"o1", "o2", "o3"} {
+		outbox = append(outbox, message.Envelope{ID: id, Kind: message.KindCommand, Type: "test.Do.v1", Key: "k", Payload: []byte(`{}`), OccurredAt: at})
+	}
+	if err := writer.Append(ctx, store.Commit{Stream: "saga/a", Version: 1, Outbox: outbox, At: at}); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.MarkDispatched(ctx, "o1", "o3"); err != nil {
+		t.Fatalf("mark dispatched by the other store: %v", err)
+	}
+	if err := writer.MarkDispatched(ctx, "o1"); err != nil { // known to the writer, deleted already
+		t.Fatalf("mark dispatched again by the writer: %v", err)
+	}
+	pending, err := writer.PendingOutbox(ctx, at, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pending) != 1 || pending[0].ID != "o2" {
+		t.Fatalf("pending = %+v, want o2 only", pending)
+	}
+	if err := other.MarkDispatched(ctx, "o2"); err != nil {
+		t.Fatal(err)
+	}
+	if pending, err := writer.PendingOutbox(ctx, at, 10); err != nil || len(pending) != 0 {
+		t.Fatalf("pending after all were dispatched = %+v, %v; want none", pending, err)
+	}
+}
