@@ -167,7 +167,7 @@ func TestParticipantSIGKILLMidHandling(t *testing.T) {
 		}
 		_ = tr.Close()
 	})
-	e := engine.New(engine.Options{DataDir: t.TempDir(), Transport: tr, AdminAddr: "127.0.0.1:0", Logger: quietLogger()}).
+	e := engine.New(engine.Options{DataDir: t.TempDir(), Transport: tr, AdminAddr: "127.0.0.1:0", Logger: quietLogger(), Circuit: noBreaker}).
 		Register(orders.Messages()...).
 		Register(orders.WorkflowWithTimeout(fastRetry, longTimeout))
 	if err := e.Err(); err != nil {
