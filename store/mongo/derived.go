@@ -180,7 +180,7 @@ func (s *Store) repairJournal(ctx context.Context, olderThan time.Time) error {
 				}
 			}
 		}
-		if err := s.writeDerived(ctx, ds, nil); err != nil {
+		if err := s.writeDerived(ctx, ds); err != nil {
 			return fmt.Errorf("repair journal entry %s: %w", e.ID, err)
 		}
 		if err := s.retry(ctx, "delete journal entry", func(ctx context.Context) error {

@@ -312,10 +312,7 @@ func (s *Store) commitBatch(batch []*appendRequest, done doneCache) {
 	}
 
 	// 4. Derived documents; the commits are durable whatever happens now.
-	// A head this writer moved to v-1 itself (or a new stream's) is not
-	// newer than v: its read before the replacement can be skipped.
-	ownHead := func(stream string, v uint64) bool { return v == 1 || done[stream] == v-1 }
-	if err := s.writeDerived(ctx, won, ownHead); err != nil {
+	if err := s.writeDerived(ctx, won); err != nil {
 		s.log.Error("derived documents not written; the journal entry stays for the repair",
 			"journal", journal.ID, "commits", len(won), "err", err)
 		answer()
@@ -426,9 +423,7 @@ func (s *Store) insertCommits(ctx context.Context, docs []any) ([]error, error) 
 // handled markers, outbox entries, timers (cancellations before settings,
 // in commit order) and heads, in parallel. Every write is idempotent, so
 // the repair can run it again. Every filter is {_id} alone (idwrites.go).
-// ownHead, when set, tells which heads cannot be newer than the commit
-// (see writeHeads); nil means any may be.
-func (s *Store) writeDerived(ctx context.Context, ds []derived, ownHead func(stream string, v uint64) bool) error {
+func (s *Store) writeDerived(ctx context.Context, ds []derived) error {
 	if len(ds) == 0 {
 		return nil
 	}
@@ -468,7 +463,7 @@ func (s *Store) writeDerived(ctx context.Context, ds []derived, ownHead func(str
 			return s.bulkWrite(ctx, s.timers, "write timers", timerOps, true, false)
 		})
 	}
-	eg.Go(func() error { return s.writeHeads(ctx, heads, ownHead) })
+	eg.Go(func() error { return s.writeHeads(ctx, heads) })
 	return eg.Wait()
 }
 
@@ -497,12 +492,10 @@ func (h headWrites) add(d derived) {
 
 // writeHeads moves the heads forward, never back. A stream with a new
 // Meta gets its head replaced whole (its newest version and that Meta)
-// unless the stored head is newer, read by _id first (see idwrites.go)
-// except where ownHead says it cannot be: this writer wrote the stream's
-// previous version and its head itself. The others only get their version
-// raised ($max on v). A duplicate key is a racing upsert's: the head is
-// there, and reads look past it.
-func (s *Store) writeHeads(ctx context.Context, h headWrites, ownHead func(stream string, v uint64) bool) error {
+// unless the stored head is newer, read by _id first (see idwrites.go);
+// the others only get their version raised ($max on v). A duplicate key
+// is a racing upsert's: the head is there, and reads look past it.
+func (s *Store) writeHeads(ctx context.Context, h headWrites) error {
 	if len(h.version) == 0 {
 		return nil
 	}
@@ -510,9 +503,7 @@ func (s *Store) writeHeads(ctx context.Context, h headWrites, ownHead func(strea
 	if len(h.meta) > 0 {
 		ids := make([]string, 0, len(h.meta))
 		for id := range h.meta {
-			if ownHead == nil || !ownHead(id, h.version[id]) {
-				ids = append(ids, id)
-			}
+			ids = append(ids, id)
 		}
 		stored, err := s.storedVersions(ctx, s.heads, "read stream heads", ids)
 		if err != nil {
