@@ -34,6 +34,29 @@ func uniqueName(t *testing.T, amqpURL, prefix string) string {
 	return name
 }
 
+// brokerRig is what the process tests that disturb the broker share: the
+// broker (with rabbitmqctl at hand), a topology name of their own, the
+// daemon's data directory (the embedded store) and the built daemon.
+type brokerRig struct {
+	amqpURL, name, dir, bin string
+}
+
+// newBrokerRig checks the broker and rabbitmqctl, and builds the daemon.
+func newBrokerRig(t *testing.T, prefix string) brokerRig {
+	t.Helper()
+	u := testenv.RabbitMQ(t)
+	testenv.RabbitMQCtl(t, 30*time.Second, "await_startup", "--timeout", "30") // rabbitmqctl is there
+	return brokerRig{amqpURL: u, name: uniqueName(t, u, prefix), dir: t.TempDir(), bin: buildDaemon(t)}
+}
+
+// serveArgs are the `serve` flags of a daemon on the rig, then extra.
+func (r brokerRig) serveArgs(extra ...string) []string {
+	return append([]string{
+		"--name", r.name, "--amqp-url", r.amqpURL, "--data-dir", r.dir,
+		"--admin-addr", "127.0.0.1:0", "--partitions", strconv.Itoa(scalePartitions),
+	}, extra...)
+}
+
 // sizeFromEnv is the integer in environment variable name, or def.
 func sizeFromEnv(name string, def int) int {
 	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
@@ -109,20 +132,13 @@ func TestSIGKILLWithSagasInFlightOnRabbitMQAndMongoDB(t *testing.T) {
 // participants reconnect by themselves, /readyz reports the outage, and
 // every saga ends with its expected status with every participant effect
 // exactly once. SAGAFLOW_BROKER_FAULT_SAGAS changes the count (default
-// 300; not SAGAFLOW_FAULT_SAGAS, which scripts/test.sh lowers for the
-// MongoDB dev server this test does not use).
+// 300).
 func TestBrokerFaultsUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("disturbs the RabbitMQ broker: skipped with -short")
 	}
-	amqpU := testenv.RabbitMQ(t)
-	testenv.RabbitMQCtl(t, 30*time.Second, "await_startup", "--timeout", "30") // rabbitmqctl is there
-	name := uniqueName(t, amqpU, "sagaflow-broker")
-	dir := t.TempDir()
-	bin := buildDaemon(t)
-	d := startDaemon(t, bin, "engine",
-		"--name", name, "--amqp-url", amqpU, "--data-dir", dir,
-		"--admin-addr", "127.0.0.1:0", "--partitions", strconv.Itoa(scalePartitions), "--log-level", "warn")
+	rig := newBrokerRig(t, "sagaflow-broker")
+	d := startDaemon(t, rig.bin, "engine", rig.serveArgs("--log-level", "warn")...)
 
 	n := sizeFromEnv("SAGAFLOW_BROKER_FAULT_SAGAS", 300)
 	faults := make(chan string, 2)
@@ -174,7 +190,7 @@ func TestBrokerFaultsUnderLoad(t *testing.T) {
 	}
 	load.waitAllFinished(t, 5*time.Minute)
 	load.checkStatuses(t)
-	st := stopAndOpenStore(t, d, dir)
+	st := stopAndOpenStore(t, d, rig.dir)
 	load.checkEffects(t, st)
 }
 

@@ -66,22 +66,15 @@ func TestConnectionChurnUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("closes the RabbitMQ broker's connections for two minutes: skipped with -short")
 	}
-	amqpU := testenv.RabbitMQ(t)
-	testenv.RabbitMQCtl(t, 30*time.Second, "await_startup", "--timeout", "30") // rabbitmqctl is there
-	name := uniqueName(t, amqpU, "sagaflow-churn")
-	dir := t.TempDir()
-	bin := buildDaemon(t)
+	rig := newBrokerRig(t, "sagaflow-churn")
 	pprofAddr, metricsAddr := freeLoopbackAddr(t), freeLoopbackAddr(t)
 	metricsHost, metricsPort, _ := net.SplitHostPort(metricsAddr)
 	// The daemon's metrics (a Prometheus endpoint) count the connections
 	// it recovered.
-	d := startDaemonEnv(t, bin, "engine", []string{
+	d := startDaemonEnv(t, rig.bin, "engine", []string{
 		"OTEL_METRICS_EXPORTER=prometheus", "OTEL_TRACES_EXPORTER=none",
 		"OTEL_EXPORTER_PROMETHEUS_HOST=" + metricsHost, "OTEL_EXPORTER_PROMETHEUS_PORT=" + metricsPort,
-	},
-		"--name", name, "--amqp-url", amqpU, "--data-dir", dir,
-		"--admin-addr", "127.0.0.1:0", "--partitions", strconv.Itoa(scalePartitions),
-		"--idle-timeout", churnIdle.String(), "--pprof-addr", pprofAddr, "--log-level", "error")
+	}, rig.serveArgs("--idle-timeout", churnIdle.String(), "--pprof-addr", pprofAddr, "--log-level", "error")...)
 	node := client.New(d.url)
 	pick := func(int) *client.Client { return node }
 	const clients = 8
@@ -164,7 +157,7 @@ func TestConnectionChurnUnderLoad(t *testing.T) {
 		}
 	}
 
-	st := stopAndOpenStore(t, d, dir)
+	st := stopAndOpenStore(t, d, rig.dir)
 	warm.checkEffects(t, st)
 	churn.checkEffects(t, st)
 }
