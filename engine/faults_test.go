@@ -67,7 +67,6 @@ func (b orderBatch) input(i int) orders.Input {
 	return in
 }
 
-// newFaultEngine runs the order engine with the long step timeout.
 // noBreaker switches the engine's circuit breakers off. A fault test's
 // batch fails every fifth saga's shipping on purpose (three technical
 // failures each, then compensation); when those failures come in a row,
@@ -78,6 +77,8 @@ func (b orderBatch) input(i int) orders.Input {
 // tests of its own.
 var noBreaker = engine.CircuitSettings{Failures: -1}
 
+// newFaultEngine runs the order engine with the long step timeout and,
+// unless opts configures circuits, no circuit breakers (see noBreaker).
 func newFaultEngine(t *testing.T, opts engine.Options) *engine.Engine {
 	t.Helper()
 	if opts.DataDir == "" && opts.Store == nil {

@@ -247,8 +247,6 @@ func runningSagas(limit int) engine.ListRequest {
 	return engine.ListRequest{Status: []workflows.Status{workflows.StatusRunning, workflows.StatusCompensating}, Limit: limit}
 }
 
-// stopDaemon stops d with SIGTERM (a graceful stop) and waits for it; the
-// test fails if it does not exit cleanly.
 // stopAndOpenStore lets late duplicates reach the participants, stops the
 // daemon d with SIGTERM and opens the embedded store it kept in dir, for
 // the effects check; the store is closed when the test ends.
@@ -266,6 +264,8 @@ func stopAndOpenStore(t *testing.T, d *daemonProcess, dir string) store.Store {
 	return st
 }
 
+// stopDaemon stops d with SIGTERM (a graceful stop) and waits for it; the
+// test fails if it does not exit cleanly.
 func stopDaemon(t *testing.T, d *daemonProcess) {
 	t.Helper()
 	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
