@@ -64,7 +64,7 @@ func TestSectionsWithoutServices(t *testing.T) {
 		rc.Finished != cfg.RecoverySagas || rc.TerminalSeconds < rc.RunningSeconds {
 		t.Errorf("recovery section: %+v", rc)
 	}
-	for _, want := range []string{"SAGAS (3 steps)", "MEMORY", "RECOVERY", "limit/s ="} {
+	for _, want := range []string{"SAGAS (3 steps)", "STORE (", "writer busy", "MEMORY", "RECOVERY", "limit/s ="} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
@@ -141,9 +141,33 @@ func checkSagas(t *testing.T, rep *Report, backend string) {
 		if s.CompensationPercent == 50 && s.Compensated == 0 {
 			t.Errorf("%s 50%% %s: no saga was compensated", backend, s.Load)
 		}
+		checkStoreLoad(t, s)
 	}
 	if phases != 4 {
 		t.Errorf("%s: %d phases, want 4 (2 compensation shares x full and half load)", backend, phases)
+	}
+}
+
+// checkStoreLoad checks that a phase says what its store did: how busy
+// the embedded store's writer was, or the MongoDB commands per saga.
+func checkStoreLoad(t *testing.T, s SagaResult) {
+	t.Helper()
+	l := s.Store
+	if l == nil {
+		t.Errorf("%s %d%% %s: no store figures", s.Backend, s.CompensationPercent, s.Load)
+		return
+	}
+	switch s.Backend {
+	case BackendEmbedded:
+		if l.WriterBusy <= 0 || l.RequestsPerTx < 1 || l.PagesPerTx <= 0 || l.PageWriteShare <= 0 || l.PageWriteShare > 1 || l.Commands != 0 {
+			t.Errorf("%s %d%% %s: store figures %+v, want the writer's busy share, writes and pages per transaction", s.Backend, s.CompensationPercent, s.Load, *l)
+		}
+	case BackendDistributed:
+		// Commits are inserted (a group commit inserts several in one
+		// command), and every actor that starts reads its stream.
+		if l.Inserts <= 0 || l.Finds <= 0 || l.Finds+l.Inserts+l.Updates+l.Deletes > l.Commands || l.CommandMillis <= 0 || l.WriterBusy != 0 {
+			t.Errorf("%s %d%% %s: store figures %+v, want inserts, finds and the commands by kind", s.Backend, s.CompensationPercent, s.Load, *l)
+		}
 	}
 }
 

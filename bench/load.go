@@ -46,6 +46,7 @@ type phaseResult struct {
 	StartErrors int
 	FirstError  error
 	Cost        Cost
+	Store       *StoreLoad
 }
 
 // maxStartErrors ends a phase whose starts keep failing.
@@ -146,6 +147,7 @@ func (p phase) run(ctx context.Context, watch *sagaWatch) (phaseResult, error) {
 	watch.cur.Store(t)
 	defer watch.cur.Store(nil)
 	before := p.store.counts.snapshot()
+	storeBefore := p.store.sampleStore()
 
 	var (
 		next      atomic.Int64
@@ -158,6 +160,7 @@ func (p phase) run(ctx context.Context, watch *sagaWatch) (phaseResult, error) {
 	stop := t.to
 	runCtx, cancel := context.WithDeadline(ctx, stop.Add(p.drain))
 	defer cancel()
+	window := p.sampleWindow(runCtx, t.from, t.to)
 	startOne := func(n int64, at time.Time) {
 		id := fmt.Sprintf("%s-%d", p.prefix, n)
 		in, _ := json.Marshal(Input{ID: id, Fail: fails(n, p.failPct)})
@@ -232,6 +235,11 @@ func (p phase) run(ctx context.Context, watch *sagaWatch) (phaseResult, error) {
 		return phaseResult{}, err
 	}
 	after := p.store.counts.snapshot()
+	storeAfter := p.store.sampleStore()
+	var winFrom, winTo *storeSample
+	if w, ok := <-window; ok { // closed without samples when not sampled
+		winFrom, winTo = w[0], w[1]
+	}
 
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -248,6 +256,7 @@ func (p phase) run(ctx context.Context, watch *sagaWatch) (phaseResult, error) {
 		Late:        int(late.Load()),
 		StartErrors: int(startErrs.Load()),
 		Cost:        costPer(before, after, int(total.Load())-unfinished),
+		Store:       storeLoad(storeBefore, winFrom, winTo, storeAfter, int(total.Load())-unfinished),
 	}
 	if p := firstErr.Load(); p != nil {
 		res.FirstError = *p
@@ -256,6 +265,33 @@ func (p phase) run(ctx context.Context, watch *sagaWatch) (phaseResult, error) {
 		return res, errors.New("no saga started in the measurement window")
 	}
 	return res, nil
+}
+
+// sampleWindow samples the store at from and at to and sends the two
+// samples once it has both. It closes the channel without sending when
+// the store is not sampled or ctx ends first.
+func (p phase) sampleWindow(ctx context.Context, from, to time.Time) <-chan [2]*storeSample {
+	out := make(chan [2]*storeSample, 1)
+	if p.store.sample == nil {
+		close(out)
+		return out
+	}
+	go func() {
+		defer close(out)
+		var got [2]*storeSample
+		for i, at := range []time.Time{from, to} {
+			timer := time.NewTimer(time.Until(at))
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			}
+			got[i] = p.store.sampleStore()
+		}
+		out <- got
+	}()
+	return out
 }
 
 // fails spreads the failing sagas evenly: pct of every 100 consecutive

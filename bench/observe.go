@@ -21,8 +21,20 @@ type observedStore struct {
 	// onAggregate, when set, is called after every successful aggregate
 	// commit.
 	onAggregate func(stream string)
+	// sample, when set, returns the running totals of the store behind
+	// (see storeload.go).
+	sample func() storeSample
 
 	counts counters
+}
+
+// sampleStore samples the store behind, or returns nil.
+func (s *observedStore) sampleStore() *storeSample {
+	if s.sample == nil {
+		return nil
+	}
+	v := s.sample()
+	return &v
 }
 
 // counters are the observed store's running totals.

@@ -158,6 +158,9 @@ type SagaResult struct {
 	Note string `json:"note,omitempty"`
 	// Cost is what a saga cost, averaged over the phase.
 	Cost Cost `json:"cost"`
+	// Store is what the store did: how busy the embedded store's writer
+	// was, or the MongoDB commands a saga cost (nil: not observed).
+	Store *StoreLoad `json:"store,omitempty"`
 	// Limit is the rate the raw limits imply for this cost (0: unknown),
 	// and Ratio is Rate/Limit.
 	Limit float64 `json:"limit_per_s,omitempty"`
@@ -314,6 +317,7 @@ func (r *Report) PrintTable(w io.Writer) {
 		_ = tw.Flush()
 		fmt.Fprintln(w)
 	}
+	r.printStoreLoad(w)
 	if m := r.Memory; m != nil {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "MEMORY (engine in a child process)\t\t")
@@ -341,6 +345,26 @@ func (r *Report) PrintTable(w io.Writer) {
 	for _, f := range r.Formulas {
 		fmt.Fprintln(w, f)
 	}
+}
+
+// printStoreLoad prints what the store did in each saga phase.
+func (r *Report) printStoreLoad(w io.Writer) {
+	var lines []string
+	for _, s := range r.Sagas {
+		if s.Status == StatusOK && s.Store != nil {
+			lines = append(lines, fmt.Sprintf("%s\t%d%%\t%s\t%s", s.Backend, s.CompensationPercent, s.Load, s.Store.describe()))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "STORE (what the store did in each saga phase)")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, l := range lines {
+		fmt.Fprintln(tw, "  "+l)
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w)
 }
 
 func row(w io.Writer, what string, st Status, value string) {

@@ -35,9 +35,8 @@ type sagaSection struct {
 	backend string
 	window  int
 	runID   string
-	// open opens a fresh store and transport for the services svc; close
-	// closes them and deletes what they hold.
-	open   func(ctx context.Context, svc Services, logger *slog.Logger) (store.Store, transport.Transport, func(), error)
+	// open opens a fresh store and transport for the services svc.
+	open   func(ctx context.Context, svc Services, logger *slog.Logger) (opened, error)
 	logger *slog.Logger
 }
 
@@ -73,6 +72,16 @@ func (s sagaSection) run(ctx context.Context) []SagaResult {
 	return out
 }
 
+// opened is a phase's fresh store and transport.
+type opened struct {
+	store     store.Store
+	transport transport.Transport
+	// sample returns the store's running totals (see storeload.go).
+	sample func() storeSample
+	// close closes both and deletes what the phase created.
+	close func()
+}
+
 // runPhaseResult is a phase's figures with the engine warnings logged
 // while it ran.
 type runPhaseResult struct {
@@ -86,13 +95,14 @@ func (s sagaSection) runPhase(ctx context.Context, p phase) (runPhaseResult, err
 	warns := &warnCounter{}
 	logger := slog.New(countingHandler{next: s.logger.Handler(), warns: warns})
 	svc := NewServices(s.runID + "-" + p.prefix)
-	st, tr, closeAll, err := s.open(ctx, svc, logger)
+	o, err := s.open(ctx, svc, logger)
 	if err != nil {
 		return runPhaseResult{}, err
 	}
-	defer closeAll()
+	defer o.close()
+	st, tr := o.store, o.transport
 	watch := &sagaWatch{}
-	observed := &observedStore{Store: st, onSaga: watch.onSaga}
+	observed := &observedStore{Store: st, onSaga: watch.onSaga, sample: o.sample}
 	e := Register(engine.New(engine.Options{
 		Name: svc.Engine, Store: observed, Transport: tr, Partitions: s.cfg.Partitions,
 		IdleTimeout: s.cfg.IdleTimeout, AdminAddr: engine.AdminOff, Logger: logger,
@@ -121,6 +131,7 @@ func (s sagaSection) result(pct int, load string, r runPhaseResult, err error) S
 	}
 	res.Rate, res.P50, res.P99 = r.Rate, millis(r.P50), millis(r.P99)
 	res.Sagas, res.Compensated, res.Unfinished, res.Late, res.Cost = r.Sagas, r.Compensated, r.Unfinished, r.Late, r.Cost
+	res.Store = r.Store
 	res.StartErrors = r.StartErrors
 	if r.FirstError != nil {
 		res.Note = joinNote("first start error: "+r.FirstError.Error(), res.Note)
@@ -167,22 +178,22 @@ func runEngine(ctx context.Context, e *engine.Engine) (stop func(), err error) {
 func runEmbeddedSagas(ctx context.Context, cfg Config, runID string) []SagaResult {
 	s := sagaSection{
 		cfg: cfg, backend: BackendEmbedded, window: cfg.WindowEmbedded, runID: runID, logger: engineLogger(cfg.Verbose),
-		open: func(ctx context.Context, _ Services, logger *slog.Logger) (store.Store, transport.Transport, func(), error) {
+		open: func(ctx context.Context, _ Services, logger *slog.Logger) (opened, error) {
 			dir, err := os.MkdirTemp("", "sagaflow-bench-embedded-")
 			if err != nil {
-				return nil, nil, nil, fmt.Errorf("embedded store: %w", err)
+				return opened{}, fmt.Errorf("embedded store: %w", err)
 			}
 			st, err := embedded.Open(ctx, dir, embedded.WithLogger(logger))
 			if err != nil {
 				_ = os.RemoveAll(dir)
-				return nil, nil, nil, fmt.Errorf("open embedded store in %s: %w", dir, err)
+				return opened{}, fmt.Errorf("open embedded store in %s: %w", dir, err)
 			}
 			tr := inmem.New(inmem.WithPartitions(cfg.Partitions), inmem.WithLogger(logger))
-			return st, tr, func() {
+			return opened{store: st, transport: tr, sample: embeddedSampler(st), close: func() {
 				closeWarn("in-process transport", tr.Close)
 				closeWarn("embedded store", st.Close)
 				_ = os.RemoveAll(dir)
-			}, nil
+			}}, nil
 		},
 	}
 	return s.run(ctx)
@@ -193,26 +204,28 @@ func runEmbeddedSagas(ctx context.Context, cfg Config, runID string) []SagaResul
 func runDistributedSagas(ctx context.Context, cfg Config, runID, amqpURL, mongoURI string) []SagaResult {
 	s := sagaSection{
 		cfg: cfg, backend: BackendDistributed, window: cfg.WindowDistributed, runID: runID, logger: engineLogger(cfg.Verbose),
-		open: func(ctx context.Context, svc Services, logger *slog.Logger) (store.Store, transport.Transport, func(), error) {
+		open: func(ctx context.Context, svc Services, logger *slog.Logger) (opened, error) {
 			octx, cancel := context.WithTimeout(ctx, time.Minute)
 			defer cancel()
 			tr, err := rabbitmq.Dial(octx, amqpURL, rabbitmq.WithName(svc.Engine), rabbitmq.WithPartitions(cfg.Partitions), rabbitmq.WithLogger(logger))
 			if err != nil {
-				return nil, nil, nil, fmt.Errorf("dial RabbitMQ: %w", err)
+				return opened{}, fmt.Errorf("dial RabbitMQ: %w", err)
 			}
 			db := strings.ReplaceAll(svc.Engine, "-", "_")
-			st, err := mongostore.Open(octx, mongoURI, mongostore.WithDatabase(db), mongostore.WithLogger(logger))
+			commands := &commandCounter{}
+			st, err := mongostore.Open(octx, mongoURI, mongostore.WithDatabase(db), mongostore.WithLogger(logger),
+				mongostore.WithCommandMonitor(commands.Monitor()))
 			if err != nil {
 				deleteTopology(tr, svc)
 				closeWarn("RabbitMQ transport", tr.Close)
-				return nil, nil, nil, fmt.Errorf("open MongoDB store: %w", err)
+				return opened{}, fmt.Errorf("open MongoDB store: %w", err)
 			}
-			return st, tr, func() {
+			return opened{store: st, transport: tr, sample: commands.sample, close: func() {
 				closeWarn("MongoDB store", st.Close)
 				dropDatabase(mongoURI, db)
 				deleteTopology(tr, svc)
 				closeWarn("RabbitMQ transport", tr.Close)
-			}, nil
+			}}, nil
 		},
 	}
 	return s.run(ctx)

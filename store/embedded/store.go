@@ -42,6 +42,8 @@ type Store struct {
 
 	stats struct {
 		batches, requests, commits, failedTxs atomic.Uint64
+		// busyNanos is the writer's time in write transactions.
+		busyNanos atomic.Int64
 	}
 }
 
@@ -56,6 +58,17 @@ type Stats struct {
 	// FailedTransactions is the number of write transactions that failed
 	// as a whole.
 	FailedTransactions uint64
+	// Busy is the writer's time in write transactions, from the first
+	// request of a batch to its answers: the share of a period it takes
+	// says how close the store is to its write limit (at 100% every
+	// commit waits for the batches before it).
+	Busy time.Duration
+	// PageWrite is the part of Busy spent writing pages to the file and
+	// syncing it (bbolt's write time); the rest is applying the requests
+	// and bbolt's page copy-on-write.
+	PageWrite time.Duration
+	// PagesWritten is the number of file pages the transactions wrote.
+	PagesWritten int64
 }
 
 // Open opens (creating when needed) the store in directory dir, in the file
@@ -136,11 +149,15 @@ func (s *Store) Path() string { return s.path }
 
 // Stats returns the writer's counters.
 func (s *Store) Stats() Stats {
+	tx := s.db.Stats().TxStats
 	return Stats{
 		Batches:            s.stats.batches.Load(),
 		Requests:           s.stats.requests.Load(),
 		Commits:            s.stats.commits.Load(),
 		FailedTransactions: s.stats.failedTxs.Load(),
+		Busy:               time.Duration(s.stats.busyNanos.Load()),
+		PageWrite:          tx.GetWriteTime(),
+		PagesWritten:       tx.GetWrite(),
 	}
 }
 

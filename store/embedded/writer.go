@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 
@@ -292,6 +293,8 @@ func (w *writeFailure) Error() string { return fmt.Sprintf("request %d: %v", w.i
 
 // commitBatch applies batch in one transaction and answers every request.
 func (s *Store) commitBatch(batch []*request) {
+	start := time.Now()
+	defer func() { s.stats.busyNanos.Add(int64(time.Since(start))) }()
 	results := make([]error, len(batch))
 	active := make([]bool, len(batch))
 	live := 0

@@ -111,6 +111,10 @@ func TestBatchChecksEachRequestAgainstTheOnesBeforeIt(t *testing.T) {
 	if after := s.Stats(); after.Batches != before.Batches+1 || after.Commits != before.Commits+3 {
 		t.Errorf("stats went from %+v to %+v, want one batch with three commits", before, after)
 	}
+	if after := s.Stats(); after.Busy <= before.Busy || after.PagesWritten <= before.PagesWritten ||
+		after.PageWrite-before.PageWrite > after.Busy-before.Busy {
+		t.Errorf("writer time went from %+v to %+v, want busy time, pages written, and page writes within the busy time", before, after)
+	}
 	if v := loadVersions(t, s, "s"); strings.Join(v, " ") != "s/out/1/m1 s/out/2/m2" {
 		t.Errorf("stream s has commits %v", v)
 	}

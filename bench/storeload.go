@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/event"
+
+	"github.com/sagaflow/sagaflow/store/embedded"
+)
+
+// StoreLoad is what the store behind the engine did in a saga phase, the
+// figures that say what limited it. The embedded store has one writer
+// goroutine, so how much of the measurement window it spent in write
+// transactions says how close the store was to its limit; MongoDB's
+// figure is the server commands the store sent (each one a round trip and
+// work on the server), per saga.
+type StoreLoad struct {
+	// WriterBusy is the share of the measurement window the embedded
+	// store's writer spent in write transactions (1: every commit waited
+	// behind the batches before it).
+	WriterBusy float64 `json:"writer_busy,omitempty"`
+	// PageWriteShare is the share of that time spent writing pages to the
+	// file and syncing it; the rest is applying the requests and bbolt's
+	// copy-on-write of the pages they touch.
+	PageWriteShare float64 `json:"page_write_share,omitempty"`
+	// RequestsPerTx and PagesPerTx are the writes (commits and outbox
+	// marks) and file pages in an average transaction of the window.
+	RequestsPerTx float64 `json:"requests_per_transaction,omitempty"`
+	PagesPerTx    float64 `json:"pages_per_transaction,omitempty"`
+
+	// Commands is the MongoDB server commands per saga over the phase,
+	// and Finds, Inserts, Updates and Deletes the commands of each kind
+	// (the rest are aggregates, counts and the like).
+	Commands float64 `json:"db_commands_per_saga,omitempty"`
+	Finds    float64 `json:"db_finds_per_saga,omitempty"`
+	Inserts  float64 `json:"db_inserts_per_saga,omitempty"`
+	Updates  float64 `json:"db_updates_per_saga,omitempty"`
+	Deletes  float64 `json:"db_deletes_per_saga,omitempty"`
+	// CommandMillis is a command's mean round trip as the store saw it.
+	CommandMillis float64 `json:"db_command_ms,omitempty"`
+}
+
+// storeSample is the store's running totals at one moment.
+type storeSample struct {
+	at time.Time
+	// The embedded store's writer.
+	txs, requests, pages int64
+	busy, pageWrite      time.Duration
+	// The MongoDB store's server commands.
+	commands commandTotals
+}
+
+// embeddedSampler samples st's writer.
+func embeddedSampler(st *embedded.Store) func() storeSample {
+	return func() storeSample {
+		s := st.Stats()
+		return storeSample{
+			at: time.Now(), txs: int64(s.Batches), requests: int64(s.Requests), pages: s.PagesWritten,
+			busy: s.Busy, pageWrite: s.PageWrite,
+		}
+	}
+}
+
+// commandKinds are the command names counted on their own.
+var commandKinds = [...]string{"find", "insert", "update", "delete"}
+
+// commandCounter counts the commands a MongoDB client sends, by kind, and
+// their round trips. Its Monitor goes to mongo.WithCommandMonitor.
+type commandCounter struct {
+	byKind [len(commandKinds) + 1]atomic.Int64 // the last: every other command
+	nanos  atomic.Int64
+}
+
+// commandTotals is a copy of a commandCounter's counts.
+type commandTotals struct {
+	byKind [len(commandKinds) + 1]int64
+	time   time.Duration
+}
+
+func (t commandTotals) total() int64 {
+	var n int64
+	for _, k := range t.byKind {
+		n += k
+	}
+	return n
+}
+
+// Monitor returns the driver monitor that feeds c.
+func (c *commandCounter) Monitor() *event.CommandMonitor {
+	return &event.CommandMonitor{
+		Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) { c.add(e.CommandName, e.Duration) },
+		Failed:    func(_ context.Context, e *event.CommandFailedEvent) { c.add(e.CommandName, e.Duration) },
+	}
+}
+
+func (c *commandCounter) add(name string, d time.Duration) {
+	i := len(commandKinds)
+	for k, kind := range commandKinds {
+		if strings.EqualFold(name, kind) {
+			i = k
+			break
+		}
+	}
+	c.byKind[i].Add(1)
+	c.nanos.Add(int64(d))
+}
+
+// sample returns c's totals now.
+func (c *commandCounter) sample() storeSample {
+	s := storeSample{at: time.Now()}
+	for i := range c.byKind {
+		s.commands.byKind[i] = c.byKind[i].Load()
+	}
+	s.commands.time = time.Duration(c.nanos.Load())
+	return s
+}
+
+// storeLoad computes a phase's StoreLoad: the writer's figures from the
+// samples at the window's start and end, the commands per saga from the
+// samples at the phase's start and end, over sagas finished sagas. Nil
+// when the store was not sampled.
+func storeLoad(phaseFrom, winFrom, winTo, phaseTo *storeSample, sagas int) *StoreLoad {
+	var l StoreLoad
+	if winFrom != nil && winTo != nil {
+		if span := winTo.at.Sub(winFrom.at); span > 0 && winTo.txs > winFrom.txs {
+			busy := winTo.busy - winFrom.busy
+			txs := float64(winTo.txs - winFrom.txs)
+			l.WriterBusy = busy.Seconds() / span.Seconds()
+			if busy > 0 {
+				l.PageWriteShare = (winTo.pageWrite - winFrom.pageWrite).Seconds() / busy.Seconds()
+			}
+			l.RequestsPerTx = float64(winTo.requests-winFrom.requests) / txs
+			l.PagesPerTx = float64(winTo.pages-winFrom.pages) / txs
+		}
+	}
+	if phaseFrom != nil && phaseTo != nil && sagas > 0 {
+		n := phaseTo.commands.total() - phaseFrom.commands.total()
+		per := func(i int) float64 {
+			return float64(phaseTo.commands.byKind[i]-phaseFrom.commands.byKind[i]) / float64(sagas)
+		}
+		if n > 0 {
+			l.Commands = float64(n) / float64(sagas)
+			l.Finds, l.Inserts, l.Updates, l.Deletes = per(0), per(1), per(2), per(3)
+			l.CommandMillis = (phaseTo.commands.time - phaseFrom.commands.time).Seconds() * 1000 / float64(n)
+		}
+	}
+	if l == (StoreLoad{}) {
+		return nil
+	}
+	return &l
+}
+
+// describe is l as one line of the table.
+func (l *StoreLoad) describe() string {
+	var parts []string
+	if l.RequestsPerTx > 0 {
+		parts = append(parts, fmt.Sprintf("writer busy %.0f%% of the window (%.0f%% of it writing pages and syncing); per transaction %.0f writes, %.0f pages",
+			100*l.WriterBusy, 100*l.PageWriteShare, l.RequestsPerTx, l.PagesPerTx))
+	}
+	if l.Commands > 0 {
+		parts = append(parts, fmt.Sprintf("%.1f server commands per saga (find %.1f, insert %.1f, update %.1f, delete %.1f), %.2f ms each on average",
+			l.Commands, l.Finds, l.Inserts, l.Updates, l.Deletes, l.CommandMillis))
+	}
+	return strings.Join(parts, "; ")
+}
