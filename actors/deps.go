@@ -125,10 +125,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // memory or disk alarm), or nil when it can or cannot tell. A consume
 // connection that is recovering does not stop publishing.
 func (d *Deps) transportNotReady() error {
-	if r, ok := d.Transport.(interface{ PublishReady() error }); ok {
-		return r.PublishReady()
-	}
-	return nil
+	return transport.PublishReady(d.Transport)
 }
 
 // dispatch publishes committed outbox messages and marks those the

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sagaflow/sagaflow/message"
+	"github.com/sagaflow/sagaflow/transport"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -340,11 +341,9 @@ func (e *Engine) handleReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A transport that can tell (RabbitMQ: connected, not blocked) is asked too.
-	if r, ok := e.deps.Transport.(interface{ Ready() error }); ok {
-		if err := r.Ready(); err != nil {
-			writeError(w, http.StatusServiceUnavailable, fmt.Errorf("transport: %w", err))
-			return
-		}
+	if err := transport.Ready(e.deps.Transport); err != nil {
+		writeError(w, http.StatusServiceUnavailable, fmt.Errorf("transport: %w", err))
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }

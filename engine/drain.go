@@ -35,22 +35,9 @@ func (g *drainGate) Consume(ctx context.Context, queue string, prefetch int, h t
 	})
 }
 
-// Ready reports the wrapped transport's readiness when it can tell.
-func (g *drainGate) Ready() error {
-	if r, ok := g.Transport.(interface{ Ready() error }); ok {
-		return r.Ready()
-	}
-	return nil
-}
-
-// PublishReady reports whether the wrapped transport can publish now,
-// when it can tell.
-func (g *drainGate) PublishReady() error {
-	if r, ok := g.Transport.(interface{ PublishReady() error }); ok {
-		return r.PublishReady()
-	}
-	return nil
-}
+// Unwrap returns the gated transport (transport.Ready and
+// transport.PublishReady ask it).
+func (g *drainGate) Unwrap() transport.Transport { return g.Transport }
 
 func (g *drainGate) enter() bool {
 	g.mu.Lock()

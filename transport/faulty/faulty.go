@@ -48,6 +48,10 @@ type Transport struct {
 
 var _ transport.Transport = (*Transport)(nil)
 
+// Unwrap returns the transport the faults are injected into
+// (transport.Ready and transport.PublishReady ask it).
+func (t *Transport) Unwrap() transport.Transport { return t.Transport }
+
 // Wrap returns inner with the faults opts ask for. Closing the result
 // closes inner.
 func Wrap(inner transport.Transport, opts ...Option) *Transport {

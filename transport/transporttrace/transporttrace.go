@@ -52,25 +52,9 @@ func New(t transport.Transport, in *telemetry.Instruments, opts ...Option) *Tran
 	return d
 }
 
-// Unwrap returns the decorated transport.
+// Unwrap returns the decorated transport (transport.Ready and
+// transport.PublishReady ask it).
 func (t *Transport) Unwrap() transport.Transport { return t.Transport }
-
-// Ready reports the wrapped transport's readiness when it can tell.
-func (t *Transport) Ready() error {
-	if r, ok := t.Transport.(interface{ Ready() error }); ok {
-		return r.Ready()
-	}
-	return nil
-}
-
-// PublishReady reports whether the wrapped transport can publish now,
-// when it can tell.
-func (t *Transport) PublishReady() error {
-	if r, ok := t.Transport.(interface{ PublishReady() error }); ok {
-		return r.PublishReady()
-	}
-	return nil
-}
 
 // MessagingSystem returns the messaging.system the spans carry.
 func (t *Transport) MessagingSystem() string { return t.system }
