@@ -94,6 +94,9 @@ func TestSectionsWithServices(t *testing.T) {
 	if r := rep.Raw.Embedded; r == nil || r.Status != StatusOK || r.Single <= 0 || r.Batched <= 0 {
 		t.Errorf("raw embedded store: %+v", r)
 	}
+	if r := rep.Raw.Disk; r == nil || r.Status != StatusOK || r.AppendSmall <= 0 || r.AppendLarge <= 0 || r.ScatteredPages <= 0 || r.Pages != diskPages {
+		t.Errorf("raw disk: %+v", r)
+	}
 	checkSagas(t, rep, BackendDistributed)
 	for _, s := range rep.Sagas {
 		if s.Limit <= 0 || s.Ratio <= 0 {
@@ -159,13 +162,13 @@ func checkStoreLoad(t *testing.T, s SagaResult) {
 	}
 	switch s.Backend {
 	case BackendEmbedded:
-		if l.WriterBusy <= 0 || l.RequestsPerTx < 1 || l.PagesPerTx <= 0 || l.PageWriteShare <= 0 || l.PageWriteShare > 1 || l.Commands != 0 {
+		if l.WriterBusy <= 0 || l.TxMillis <= 0 || l.RequestsPerTx < 1 || l.PagesPerTx <= 0 || l.PageWriteShare <= 0 || l.PageWriteShare > 1 || l.Commands != 0 {
 			t.Errorf("%s %d%% %s: store figures %+v, want the writer's busy share, writes and pages per transaction", s.Backend, s.CompensationPercent, s.Load, *l)
 		}
 	case BackendDistributed:
 		// Commits are inserted (a group commit inserts several in one
 		// command), and every actor that starts reads its stream.
-		if l.Inserts <= 0 || l.Finds <= 0 || l.Finds+l.Inserts+l.Updates+l.Deletes > l.Commands || l.CommandMillis <= 0 || l.WriterBusy != 0 {
+		if l.Inserts <= 0 || l.Finds <= 0 || l.Finds+l.Inserts+l.Updates+l.Deletes > l.Commands+1e-9 || l.CommandMillis <= 0 || l.WriterBusy != 0 {
 			t.Errorf("%s %d%% %s: store figures %+v, want inserts, finds and the commands by kind", s.Backend, s.CompensationPercent, s.Load, *l)
 		}
 	}

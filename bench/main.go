@@ -115,6 +115,8 @@ func Measure(ctx context.Context, cfg Config) *Report {
 		}
 		slog.Info("raw: embedded store")
 		rep.Raw.Embedded = rawEmbedded{dur: cfg.RawDuration, writers: 256}.run(ctx)
+		slog.Info("raw: disk")
+		rep.Raw.Disk = rawDisk{dur: cfg.RawDuration}.run(ctx)
 	}
 	rep.SagaSections = map[string]string{}
 	if cfg.runs(SectionEmbedded) && ctx.Err() == nil {

@@ -76,6 +76,22 @@ type RawResults struct {
 	MongoDB *MongoResult `json:"mongodb,omitempty"`
 	// Embedded is the embedded store's durable commits.
 	Embedded *EmbeddedRawResult `json:"embedded_store,omitempty"`
+	// Disk is what a durable write costs on the embedded store's disk.
+	Disk *DiskRawResult `json:"disk,omitempty"`
+}
+
+// DiskRawResult is the time of one durable write on the file system the
+// embedded store uses, by its shape.
+type DiskRawResult struct {
+	Status Status `json:"status"`
+	// AppendSmall and AppendLarge are appending 4 KiB and 1 MiB to a file
+	// and syncing it (fdatasync): a write-ahead log's group commit.
+	AppendSmall Millis `json:"append_4kib_sync_ms"`
+	AppendLarge Millis `json:"append_1mib_sync_ms"`
+	// ScatteredPages is overwriting Pages 4 KiB pages spread over 64 MiB
+	// and syncing: a B+tree transaction such as bbolt's.
+	ScatteredPages Millis `json:"scattered_pages_sync_ms"`
+	Pages          int    `json:"pages"`
 }
 
 // RabbitResult is persistent request/reply with publisher confirms.
@@ -271,7 +287,7 @@ func (r *Report) PrintTable(w io.Writer) {
 		r.StartedAt.Format(time.RFC3339), r.Host.NumCPU, r.Host.GOMAXPROCS, r.Host.GoVersion, r.Seconds)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	if r.Raw.RabbitMQ != nil || r.Raw.MongoDB != nil || r.Raw.Embedded != nil {
+	if r.Raw.RabbitMQ != nil || r.Raw.MongoDB != nil || r.Raw.Embedded != nil || r.Raw.Disk != nil {
 		fmt.Fprintln(tw, "RAW LIMITS\t\t")
 	}
 	if rr := r.Raw.RabbitMQ; rr != nil {
@@ -287,6 +303,11 @@ func (r *Report) PrintTable(w io.Writer) {
 	if er := r.Raw.Embedded; er != nil {
 		row(tw, "embedded store, 1 writer (fsync per commit)", er.Status, fmt.Sprintf("%.0f commits/s", er.Single))
 		row(tw, fmt.Sprintf("embedded store, %d writers (group commit)", er.Writers), er.Status, fmt.Sprintf("%.0f commits/s (%.0f per fsync)", er.Batched, er.PerBatch))
+	}
+	if d := r.Raw.Disk; d != nil {
+		row(tw, "disk, append 4 KiB + fdatasync", d.Status, fmt.Sprintf("%.2f ms", d.AppendSmall))
+		row(tw, "disk, append 1 MiB + fdatasync", d.Status, fmt.Sprintf("%.2f ms", d.AppendLarge))
+		row(tw, fmt.Sprintf("disk, %d scattered 4 KiB page writes + fdatasync", d.Pages), d.Status, fmt.Sprintf("%.2f ms", d.ScatteredPages))
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w)

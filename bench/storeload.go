@@ -20,9 +20,14 @@ import (
 // work on the server), per saga.
 type StoreLoad struct {
 	// WriterBusy is the share of the measurement window the embedded
-	// store's writer spent in write transactions (1: every commit waited
-	// behind the batches before it).
+	// store's writer spent in write transactions. A group commit's writer
+	// is busy whenever commits keep coming (each batch takes what arrived
+	// during the one before), so near 1 it says the load was continuous;
+	// TxMillis, what each commit waits for, says what it cost.
 	WriterBusy float64 `json:"writer_busy,omitempty"`
+	// TxMillis is the mean time of one write transaction: a commit waits
+	// for the rest of the one under way and then its own.
+	TxMillis float64 `json:"transaction_ms,omitempty"`
 	// PageWriteShare is the share of that time spent writing pages to the
 	// file and syncing it; the rest is applying the requests and bbolt's
 	// copy-on-write of the pages they touch.
@@ -130,6 +135,7 @@ func storeLoad(phaseFrom, winFrom, winTo, phaseTo *storeSample, sagas int) *Stor
 			busy := winTo.busy - winFrom.busy
 			txs := float64(winTo.txs - winFrom.txs)
 			l.WriterBusy = busy.Seconds() / span.Seconds()
+			l.TxMillis = busy.Seconds() * 1000 / txs
 			if busy > 0 {
 				l.PageWriteShare = (winTo.pageWrite - winFrom.pageWrite).Seconds() / busy.Seconds()
 			}
@@ -158,8 +164,8 @@ func storeLoad(phaseFrom, winFrom, winTo, phaseTo *storeSample, sagas int) *Stor
 func (l *StoreLoad) describe() string {
 	var parts []string
 	if l.RequestsPerTx > 0 {
-		parts = append(parts, fmt.Sprintf("writer busy %.0f%% of the window (%.0f%% of it writing pages and syncing); per transaction %.0f writes, %.0f pages",
-			100*l.WriterBusy, 100*l.PageWriteShare, l.RequestsPerTx, l.PagesPerTx))
+		parts = append(parts, fmt.Sprintf("writer busy %.0f%% of the window; a transaction %.1f ms (%.0f%% of it writing pages and syncing), %.0f writes, %.0f pages",
+			100*l.WriterBusy, l.TxMillis, 100*l.PageWriteShare, l.RequestsPerTx, l.PagesPerTx))
 	}
 	if l.Commands > 0 {
 		parts = append(parts, fmt.Sprintf("%.1f server commands per saga (find %.1f, insert %.1f, update %.1f, delete %.1f), %.2f ms each on average",

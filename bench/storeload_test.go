@@ -14,12 +14,12 @@ func TestStoreLoadFromSamples(t *testing.T) {
 	from := &storeSample{at: t0, txs: 10, requests: 100, pages: 50, busy: time.Second, pageWrite: time.Second / 2}
 	to := &storeSample{at: t0.Add(10 * time.Second), txs: 50, requests: 40_100, pages: 20_050, busy: 9 * time.Second, pageWrite: 6*time.Second + time.Second/2}
 	got := storeLoad(nil, from, to, nil, 100)
-	want := StoreLoad{WriterBusy: 0.8, PageWriteShare: 0.75, RequestsPerTx: 1000, PagesPerTx: 500}
-	if got == nil || !approxEqual(got.WriterBusy, want.WriterBusy) || !approxEqual(got.PageWriteShare, want.PageWriteShare) ||
+	want := StoreLoad{WriterBusy: 0.8, TxMillis: 200, PageWriteShare: 0.75, RequestsPerTx: 1000, PagesPerTx: 500}
+	if got == nil || !approxEqual(got.WriterBusy, want.WriterBusy) || !approxEqual(got.TxMillis, want.TxMillis) || !approxEqual(got.PageWriteShare, want.PageWriteShare) ||
 		got.RequestsPerTx != want.RequestsPerTx || got.PagesPerTx != want.PagesPerTx || got.Commands != 0 {
 		t.Fatalf("embedded load = %+v, want %+v", got, want)
 	}
-	if d := got.describe(); !strings.Contains(d, "writer busy 80% of the window (75% of it writing pages and syncing)") {
+	if d := got.describe(); !strings.Contains(d, "writer busy 80% of the window; a transaction 200.0 ms (75% of it writing pages and syncing), 1000 writes, 500 pages") {
 		t.Errorf("described as %q", d)
 	}
 
