@@ -57,6 +57,9 @@ type Deps struct {
 	// Telemetry makes the saga and aggregate spans and counts the saga
 	// metrics (nil: none; trace context still propagates, W3C).
 	Telemetry *telemetry.Instruments
+	// Marks, when set, marks published outbox messages dispatched in the
+	// background (see MarkQueue); nil marks them before dispatch returns.
+	Marks *MarkQueue
 
 	// wake is the timer service's wake-up, told of each timer this
 	// process commits (see TimerService).
@@ -129,8 +132,8 @@ func (d *Deps) transportNotReady() error {
 }
 
 // dispatch publishes committed outbox messages and marks those the
-// transport took as dispatched. A message that fails to publish stays
-// pending for the relay. When the transport says it is not ready, dispatch
+// transport took as dispatched (on d.Marks, when set, in the background).
+// A message that fails to publish stays pending for the relay. When the transport says it is not ready, dispatch
 // leaves them all to the relay at once: each publish would wait out the
 // transport's publish timeout, and the caller (a saga start, an actor
 // with deliveries waiting) with it.
@@ -155,10 +158,15 @@ func (d *Deps) dispatch(ctx context.Context, msgs []message.Envelope) {
 		}
 		sent = append(sent, m.ID)
 	}
-	if len(sent) > 0 {
-		if err := d.Store.MarkDispatched(ctx, sent...); err != nil {
-			d.Logger.WarnContext(ctx, "mark dispatched failed; messages may be published again", "count", len(sent), "err", err)
-		}
+	if len(sent) == 0 {
+		return
+	}
+	if d.Marks != nil {
+		d.Marks.Add(ctx, sent)
+		return
+	}
+	if err := d.Store.MarkDispatched(ctx, sent...); err != nil {
+		d.Logger.WarnContext(ctx, "mark dispatched failed; messages may be published again", "count", len(sent), "err", err)
 	}
 }
 

@@ -262,6 +262,11 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		Sealer:    shred.New(st, e.registry, shred.WithLogger(e.logger), shred.WithClock(o.Now)),
 		Telemetry: e.tel,
 	}
+	marks := actors.NewMarkQueue(e.deps)
+	e.deps.Marks = marks
+	// Normally stop closes marks before the relay's last flush; this
+	// covers the returns before the engine runs.
+	defer marks.Close(context.Background())
 	unobserve, err := e.observe(st, tracedTransport, tr)
 	if err != nil {
 		return err
@@ -344,14 +349,15 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	case <-gctx.Done():
 	}
 	e.running.Store(false)
-	return e.stop(stopWork, g, gate, consumers, relay, srv)
+	return e.stop(stopWork, g, gate, consumers, marks, relay, srv)
 }
 
 // stop is the graceful end of Run: the admin API already refuses new work
 // (503) and stays up while the deliveries being handled finish, within
 // ShutdownTimeout; then the consumers stop (what they held goes back to
-// the queues), the outbox is flushed once more and the admin API closes.
-func (e *Engine) stop(stopWork context.CancelFunc, g *errgroup.Group, gate *drainGate, consumers []*actors.Consumer, relay *actors.OutboxRelay, srv *http.Server) error {
+// the queues), the queued outbox marks are written, the outbox is flushed
+// once more and the admin API closes.
+func (e *Engine) stop(stopWork context.CancelFunc, g *errgroup.Group, gate *drainGate, consumers []*actors.Consumer, marks *actors.MarkQueue, relay *actors.OutboxRelay, srv *http.Server) error {
 	o := e.opts
 	start := time.Now()
 	e.logger.Info("sagaflow engine stopping: taking no new work, finishing what is in flight", "timeout", o.ShutdownTimeout)
@@ -366,6 +372,9 @@ func (e *Engine) stop(stopWork context.CancelFunc, g *errgroup.Group, gate *drai
 		c.Stop()
 	}
 	fctx, fcancel := context.WithTimeout(context.Background(), max(o.ShutdownTimeout-time.Since(start), time.Second))
+	// The outbox marks the actors queued go to the store first, so that
+	// the relay's flush does not publish those messages again.
+	marks.Close(fctx)
 	relay.Flush(fctx)
 	fcancel()
 	if srv != nil {
