@@ -21,7 +21,7 @@ func AggregateStream(typeName, id string) string {
 // NewAggregateFactory returns the entity factory for aggregates of type t.
 func NewAggregateFactory(deps *Deps, t aggregate.Type) EntityFactory {
 	return func(key string) entity {
-		return &aggregateEntity{deps: deps, typ: t, id: key, stream: AggregateStream(t.Name(), key)}
+		return &aggregateEntity{deps: deps, typ: t, id: key}
 	}
 }
 
@@ -32,7 +32,6 @@ type aggregateEntity struct {
 	deps    *Deps
 	typ     aggregate.Type
 	id      string
-	stream  string
 	loaded  bool
 	state   any
 	version uint64 // commits
@@ -41,6 +40,10 @@ type aggregateEntity struct {
 	// subjects whose personal data state holds (see aggregate_load.go).
 	subjects map[string]struct{}
 }
+
+// stream names the aggregate's stream. It is made when needed, not kept:
+// an idle actor then holds no copy of its key.
+func (a *aggregateEntity) stream() string { return AggregateStream(a.typ.Name(), a.id) }
 
 func (a *aggregateEntity) load(ctx context.Context) error {
 	epoch := a.deps.forgetEpoch.Load()
@@ -128,7 +131,7 @@ type pendingCommit struct {
 func (a *aggregateEntity) decide(cmdEnv message.Envelope, cmd any) (pendingCommit, []any, error) {
 	now := a.deps.now()
 	pc := pendingCommit{Commit: store.Commit{
-		Stream: a.stream, Version: a.version + 1, Handled: []string{cmdEnv.ID}, At: now,
+		Stream: a.stream(), Version: a.version + 1, Handled: []string{cmdEnv.ID}, At: now,
 	}, stateAfter: a.state}
 	if a.version == 0 {
 		pc.Meta = &store.Meta{Kind: "aggregate", Type: a.typ.Name(), CreatedAt: now, UpdatedAt: now}
@@ -156,7 +159,7 @@ func (a *aggregateEntity) decide(cmdEnv message.Envelope, cmd any) (pendingCommi
 		})
 		// Only an explicit mapper turns an internal event into a public
 		// one; it goes out through the same commit's outbox (I1).
-		public, ok, err := aggregate.PublicEnvelope(a.deps.Registry, a.typ, a.stream, pc.Version, pc.Events[len(pc.Events)-1], ev)
+		public, ok, err := aggregate.PublicEnvelope(a.deps.Registry, a.typ, a.stream(), pc.Version, pc.Events[len(pc.Events)-1], ev)
 		if err != nil {
 			return pendingCommit{}, nil, err
 		}
@@ -190,14 +193,14 @@ func (a *aggregateEntity) decide(cmdEnv message.Envelope, cmd any) (pendingCommi
 // replayReply re-publishes the reply recorded when the command was first
 // handled, so a sender that lost it (a restarted saga) gets it again.
 func (a *aggregateEntity) replayReply(ctx context.Context, cmdEnv message.Envelope) {
-	version, ok, err := a.deps.Store.Handled(ctx, a.stream, cmdEnv.ID)
+	version, ok, err := a.deps.Store.Handled(ctx, a.stream(), cmdEnv.ID)
 	if err != nil || !ok {
-		a.deps.Logger.WarnContext(ctx, "duplicate command: recorded reply not found", "stream", a.stream, "message_id", cmdEnv.ID, "err", err)
+		a.deps.Logger.WarnContext(ctx, "duplicate command: recorded reply not found", "stream", a.stream(), "message_id", cmdEnv.ID, "err", err)
 		return
 	}
-	commits, err := a.deps.Store.Load(ctx, a.stream, version)
+	commits, err := a.deps.Store.Load(ctx, a.stream(), version)
 	if err != nil || len(commits) == 0 {
-		a.deps.Logger.WarnContext(ctx, "duplicate command: load of recorded reply failed", "stream", a.stream, "version", version, "err", err)
+		a.deps.Logger.WarnContext(ctx, "duplicate command: load of recorded reply failed", "stream", a.stream(), "version", version, "err", err)
 		return
 	}
 	for _, m := range commits[0].Outbox {

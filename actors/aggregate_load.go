@@ -105,8 +105,17 @@ type LoadedAggregate struct {
 	// EventsRead counts the events the load decoded and applied.
 	EventsRead int
 	// Subjects are the data subjects whose personal data State holds
-	// (see package shred); a snapshot of State is sealed under them.
+	// (see package shred); a snapshot of State is sealed under them. Nil
+	// when there are none (an idle actor keeps it: no map per actor).
 	Subjects map[string]struct{}
+}
+
+// addSubject records that l's state holds personal data of subject.
+func (l *LoadedAggregate) addSubject(subject string) {
+	if l.Subjects == nil {
+		l.Subjects = map[string]struct{}{}
+	}
+	l.Subjects[subject] = struct{}{}
 }
 
 // LoadAggregate folds the stream of aggregate id into its state and
@@ -122,11 +131,11 @@ func LoadAggregate(ctx context.Context, deps *Deps, t aggregate.Type, id string)
 // then the commits after it up to p.
 func LoadAggregateAt(ctx context.Context, deps *Deps, t aggregate.Type, id string, p AggregatePoint) (LoadedAggregate, error) {
 	stream := AggregateStream(t.Name(), id)
-	l := LoadedAggregate{State: t.Initial(id), Subjects: map[string]struct{}{}}
+	l := LoadedAggregate{State: t.Initial(id)}
 	if snap, ok := deps.loadSnapshot(ctx, t, stream, p); ok {
 		l.State, l.Version, l.Seq, l.At, l.SnapshotVersion = snap.state, snap.Version, snap.Seq, snap.CommitAt, snap.Version
 		for _, s := range snap.Subjects {
-			l.Subjects[s] = struct{}{}
+			l.addSubject(s)
 		}
 	}
 	commits, err := deps.Store.Load(ctx, stream, l.Version+1)
@@ -140,7 +149,7 @@ func LoadAggregateAt(ctx context.Context, deps *Deps, t aggregate.Type, id strin
 		for _, e := range c.Events {
 			ev, subject, err := deps.decodeSealed(ctx, e)
 			if subject != "" {
-				l.Subjects[subject] = struct{}{}
+				l.addSubject(subject)
 			}
 			if err != nil {
 				return LoadedAggregate{}, fmt.Errorf("load %s v%d: %w", stream, c.Version, err)
@@ -270,11 +279,11 @@ func (a *aggregateEntity) snapshotAfterCommit(ctx context.Context, prevSeq uint6
 		return
 	}
 	if len(a.subjects) > maxSnapshotSubjects {
-		a.deps.Logger.Debug("no snapshot: the state holds personal data of too many subjects", "stream", a.stream, "subjects", len(a.subjects))
+		a.deps.Logger.Debug("no snapshot: the state holds personal data of too many subjects", "stream", a.stream(), "subjects", len(a.subjects))
 		return
 	}
 	if err := a.saveSnapshot(ctx, s); err != nil {
-		a.deps.Logger.Warn("snapshot not saved; loads replay further", "stream", a.stream, "version", a.version, "err", err)
+		a.deps.Logger.Warn("snapshot not saved; loads replay further", "stream", a.stream(), "version", a.version, "err", err)
 	}
 }
 
@@ -285,7 +294,7 @@ func (a *aggregateEntity) saveSnapshot(ctx context.Context, s aggregate.Snapshot
 	}
 	// The commit time as the store keeps it (MongoDB keeps milliseconds),
 	// so that a load from the snapshot reports the time a replay would.
-	commits, err := a.deps.Store.Load(ctx, a.stream, a.version)
+	commits, err := a.deps.Store.Load(ctx, a.stream(), a.version)
 	if err != nil {
 		return err
 	}
@@ -308,7 +317,7 @@ func (a *aggregateEntity) saveSnapshot(ctx context.Context, s aggregate.Snapshot
 	if err != nil {
 		return fmt.Errorf("encode snapshot: %w", err)
 	}
-	err = a.deps.Store.SaveSnapshot(ctx, store.Snapshot{Stream: a.stream, Version: a.version, State: data, At: a.deps.now()})
+	err = a.deps.Store.SaveSnapshot(ctx, store.Snapshot{Stream: a.stream(), Version: a.version, State: data, At: a.deps.now()})
 	if errors.Is(err, context.Canceled) {
 		return nil
 	}
