@@ -41,7 +41,7 @@ func TestSendOverSMTP(t *testing.T) {
 	ch := &checker{denied: map[string]bool{"c3": true}}
 	var told []string
 	var mu sync.Mutex
-	m, err := mailer.New(mailer.Config{SMTPAddr: sink.Addr(), Checker: ch, Workers: 2,
+	m, err := mailer.New(mailer.Config{SMTPAddr: sink.Addr(), Checker: ch, Workers: 1,
 		OnOutcome: func(_ context.Context, campaign, customer, status string) error {
 			mu.Lock()
 			defer mu.Unlock()
