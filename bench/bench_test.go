@@ -162,8 +162,8 @@ func checkStoreLoad(t *testing.T, s SagaResult) {
 	}
 	switch s.Backend {
 	case BackendEmbedded:
-		if l.WriterBusy <= 0 || l.TxMillis <= 0 || l.RequestsPerTx < 1 || l.PagesPerTx <= 0 || l.PageWriteShare <= 0 || l.PageWriteShare > 1 || l.Commands != 0 {
-			t.Errorf("%s %d%% %s: store figures %+v, want the writer's busy share, writes and pages per transaction", s.Backend, s.CompensationPercent, s.Load, *l)
+		if l.WriterBusy <= 0 || l.TxMillis <= 0 || l.RequestsPerTx < 1 || l.WALKiBPerTx <= 0 || l.SyncShare <= 0 || l.SyncShare > 1 || l.Commands != 0 {
+			t.Errorf("%s %d%% %s: store figures %+v, want the writer's busy share, sync share, writes and log bytes per batch", s.Backend, s.CompensationPercent, s.Load, *l)
 		}
 	case BackendDistributed:
 		// Commits are inserted (a group commit inserts several in one

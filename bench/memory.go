@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"sync/atomic"
 	"time"
@@ -115,8 +117,8 @@ func memoryChild(ctx context.Context, cfg childConfig) error {
 	if cfg.Count > 0 && idle.Anon > base.Anon {
 		res.AnonPerActor = float64(idle.Anon-base.Anon) / float64(cfg.Count)
 	}
-	if fi, err := os.Stat(st.Path()); err == nil {
-		res.StoreFile = mib(uint64(fi.Size()))
+	if size, err := dirSize(st.Path()); err == nil {
+		res.StoreFile = mib(size)
 	}
 	if send > cfg.Idle {
 		res.Note = fmt.Sprintf("sending took %.1fs, longer than the %v idle timeout: some actors may have been passivated before the idle figure", send.Seconds(), cfg.Idle)
@@ -187,4 +189,21 @@ func joinNote(a, b string) string {
 		return b
 	}
 	return a + "; " + b
+}
+
+// dirSize is the total size of the files under dir.
+func dirSize(dir string) (uint64, error) {
+	var total uint64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		total += uint64(info.Size())
+		return nil
+	})
+	return total, err
 }

@@ -225,7 +225,7 @@ type MemoryResult struct {
 	// to the idle figure per actor, in bytes: what one idle actor costs
 	// (the file-backed part grows with the data stored, not the actors).
 	AnonPerActor float64 `json:"idle_anon_bytes_per_actor"`
-	// StoreFile is the size of the bbolt file at the idle figure.
+	// StoreFile is the size of the embedded store's files at the idle figure.
 	StoreFile MiB `json:"store_file_mib"`
 	// PassivatedRSS, PassivatedAnon, PassivatedFile and PassivatedHeap
 	// are the same after the actors were passivated.

@@ -20,22 +20,22 @@ import (
 // work on the server), per saga.
 type StoreLoad struct {
 	// WriterBusy is the share of the measurement window the embedded
-	// store's writer spent in write transactions. A group commit's writer
+	// store's writer spent on write batches. A group commit's writer
 	// is busy whenever commits keep coming (each batch takes what arrived
 	// during the one before), so near 1 it says the load was continuous;
 	// TxMillis, what each commit waits for, says what it cost.
 	WriterBusy float64 `json:"writer_busy,omitempty"`
-	// TxMillis is the mean time of one write transaction: a commit waits
-	// for the rest of the one under way and then its own.
+	// TxMillis is the mean time of one write batch: a commit waits for
+	// the rest of the one under way and then its own.
 	TxMillis float64 `json:"transaction_ms,omitempty"`
-	// PageWriteShare is the share of that time spent writing pages to the
-	// file and syncing it; the rest is applying the requests and bbolt's
-	// copy-on-write of the pages they touch.
-	PageWriteShare float64 `json:"page_write_share,omitempty"`
-	// RequestsPerTx and PagesPerTx are the writes (commits and outbox
-	// marks) and file pages in an average transaction of the window.
+	// SyncShare is the share of that time spent writing the batch to the
+	// write-ahead log and syncing it; the rest is checking and applying
+	// the requests.
+	SyncShare float64 `json:"sync_share,omitempty"`
+	// RequestsPerTx is the writes (commits and outbox marks) in an average
+	// batch of the window, and WALKiBPerTx the log bytes it wrote.
 	RequestsPerTx float64 `json:"requests_per_transaction,omitempty"`
-	PagesPerTx    float64 `json:"pages_per_transaction,omitempty"`
+	WALKiBPerTx   float64 `json:"wal_kib_per_transaction,omitempty"`
 
 	// Commands is the MongoDB server commands per saga over the phase,
 	// and Finds, Inserts, Updates and Deletes the commands of each kind
@@ -53,8 +53,8 @@ type StoreLoad struct {
 type storeSample struct {
 	at time.Time
 	// The embedded store's writer.
-	txs, requests, pages int64
-	busy, pageWrite      time.Duration
+	txs, requests, walBytes int64
+	busy, syncWait          time.Duration
 	// The MongoDB store's server commands.
 	commands commandTotals
 }
@@ -64,8 +64,8 @@ func embeddedSampler(st *embedded.Store) func() storeSample {
 	return func() storeSample {
 		s := st.Stats()
 		return storeSample{
-			at: time.Now(), txs: int64(s.Batches), requests: int64(s.Requests), pages: s.PagesWritten,
-			busy: s.Busy, pageWrite: s.PageWrite,
+			at: time.Now(), txs: int64(s.Batches), requests: int64(s.Requests), walBytes: int64(s.WALBytes),
+			busy: s.Busy, syncWait: s.SyncWait,
 		}
 	}
 }
@@ -137,10 +137,10 @@ func storeLoad(phaseFrom, winFrom, winTo, phaseTo *storeSample, sagas int) *Stor
 			l.WriterBusy = busy.Seconds() / span.Seconds()
 			l.TxMillis = busy.Seconds() * 1000 / txs
 			if busy > 0 {
-				l.PageWriteShare = (winTo.pageWrite - winFrom.pageWrite).Seconds() / busy.Seconds()
+				l.SyncShare = (winTo.syncWait - winFrom.syncWait).Seconds() / busy.Seconds()
 			}
 			l.RequestsPerTx = float64(winTo.requests-winFrom.requests) / txs
-			l.PagesPerTx = float64(winTo.pages-winFrom.pages) / txs
+			l.WALKiBPerTx = float64(winTo.walBytes-winFrom.walBytes) / 1024 / txs
 		}
 	}
 	if phaseFrom != nil && phaseTo != nil && sagas > 0 {
@@ -164,8 +164,8 @@ func storeLoad(phaseFrom, winFrom, winTo, phaseTo *storeSample, sagas int) *Stor
 func (l *StoreLoad) describe() string {
 	var parts []string
 	if l.RequestsPerTx > 0 {
-		parts = append(parts, fmt.Sprintf("writer busy %.0f%% of the window; a transaction %.1f ms (%.0f%% of it writing pages and syncing), %.0f writes, %.0f pages",
-			100*l.WriterBusy, l.TxMillis, 100*l.PageWriteShare, l.RequestsPerTx, l.PagesPerTx))
+		parts = append(parts, fmt.Sprintf("writer busy %.0f%% of the window; a batch %.2f ms (%.0f%% of it writing the log and syncing), %.0f writes, %.0f KiB of log",
+			100*l.WriterBusy, l.TxMillis, 100*l.SyncShare, l.RequestsPerTx, l.WALKiBPerTx))
 	}
 	if l.Commands > 0 {
 		parts = append(parts, fmt.Sprintf("%.1f server commands per saga (find %.1f, insert %.1f, update %.1f, delete %.1f), %.2f ms each on average",

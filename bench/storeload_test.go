@@ -9,17 +9,17 @@ import (
 
 func TestStoreLoadFromSamples(t *testing.T) {
 	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
-	// The embedded writer: 8 s of a 10 s window in 40 transactions of
-	// 1,000 writes and 500 pages, 6 s of it writing pages.
-	from := &storeSample{at: t0, txs: 10, requests: 100, pages: 50, busy: time.Second, pageWrite: time.Second / 2}
-	to := &storeSample{at: t0.Add(10 * time.Second), txs: 50, requests: 40_100, pages: 20_050, busy: 9 * time.Second, pageWrite: 6*time.Second + time.Second/2}
+	// The embedded writer: 8 s of a 10 s window in 40 batches of 1,000
+	// writes and 512 KiB of log, 6 s of it writing the log and syncing.
+	from := &storeSample{at: t0, txs: 10, requests: 100, walBytes: 50 << 10, busy: time.Second, syncWait: time.Second / 2}
+	to := &storeSample{at: t0.Add(10 * time.Second), txs: 50, requests: 40_100, walBytes: (50 + 40*512) << 10, busy: 9 * time.Second, syncWait: 6*time.Second + time.Second/2}
 	got := storeLoad(nil, from, to, nil, 100)
-	want := StoreLoad{WriterBusy: 0.8, TxMillis: 200, PageWriteShare: 0.75, RequestsPerTx: 1000, PagesPerTx: 500}
-	if got == nil || !approxEqual(got.WriterBusy, want.WriterBusy) || !approxEqual(got.TxMillis, want.TxMillis) || !approxEqual(got.PageWriteShare, want.PageWriteShare) ||
-		got.RequestsPerTx != want.RequestsPerTx || got.PagesPerTx != want.PagesPerTx || got.Commands != 0 {
+	want := StoreLoad{WriterBusy: 0.8, TxMillis: 200, SyncShare: 0.75, RequestsPerTx: 1000, WALKiBPerTx: 512}
+	if got == nil || !approxEqual(got.WriterBusy, want.WriterBusy) || !approxEqual(got.TxMillis, want.TxMillis) || !approxEqual(got.SyncShare, want.SyncShare) ||
+		got.RequestsPerTx != want.RequestsPerTx || got.WALKiBPerTx != want.WALKiBPerTx || got.Commands != 0 {
 		t.Fatalf("embedded load = %+v, want %+v", got, want)
 	}
-	if d := got.describe(); !strings.Contains(d, "writer busy 80% of the window; a transaction 200.0 ms (75% of it writing pages and syncing), 1000 writes, 500 pages") {
+	if d := got.describe(); !strings.Contains(d, "writer busy 80% of the window; a batch 200.00 ms (75% of it writing the log and syncing), 1000 writes, 512 KiB of log") {
 		t.Errorf("described as %q", d)
 	}
 

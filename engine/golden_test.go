@@ -453,7 +453,7 @@ func TestGoldenFixtures(t *testing.T) {
 		for _, dir := range dirs {
 			t.Run(filepath.Base(filepath.Dir(dir)), func(t *testing.T) {
 				tmp := t.TempDir()
-				copyFile(t, filepath.Join(dir, embedded.DefaultFileName), filepath.Join(tmp, embedded.DefaultFileName))
+				copyFile(t, filepath.Join(dir, embedded.LegacyFileName), filepath.Join(tmp, embedded.LegacyFileName))
 				st, err := embedded.Open(context.Background(), tmp)
 				if err != nil {
 					t.Fatalf("open the fixture: %v", err)
@@ -462,8 +462,8 @@ func TestGoldenFixtures(t *testing.T) {
 			})
 			t.Run(filepath.Base(filepath.Dir(dir))+"-as-a-later-format", func(t *testing.T) {
 				tmp := t.TempDir()
-				path := filepath.Join(tmp, embedded.DefaultFileName)
-				copyFile(t, filepath.Join(dir, embedded.DefaultFileName), path)
+				path := filepath.Join(tmp, embedded.LegacyFileName)
+				copyFile(t, filepath.Join(dir, embedded.LegacyFileName), path)
 				db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
 				if err != nil {
 					t.Fatal(err)
@@ -691,7 +691,7 @@ func writeEmbeddedGolden(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	compactBolt(t, filepath.Join(tmp, embedded.DefaultFileName), filepath.Join(dir, embedded.DefaultFileName))
+	compactBolt(t, filepath.Join(tmp, embedded.LegacyFileName), filepath.Join(dir, embedded.LegacyFileName))
 	writeExpected(t, dir, exp)
 }
 

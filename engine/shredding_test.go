@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -24,15 +26,28 @@ import (
 )
 
 // storedBytes returns everything the store holds as raw bytes, by
-// collection (MongoDB) or as the one database file (embedded).
+// collection (MongoDB) or by file of the database directory (embedded:
+// the write-ahead log, table files and manifest, none of them compressed).
 func storedBytes(t *testing.T, s testStore) map[string][]byte {
 	t.Helper()
 	if s.kind == "embedded" {
-		data, err := os.ReadFile(filepath.Join(s.dir, embedded.DefaultFileName))
-		if err != nil {
-			t.Fatal(err)
+		out := map[string][]byte{}
+		root := filepath.Join(s.dir, embedded.DefaultDirName)
+		err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil // a file Pebble removed after the listing
+			}
+			out[path] = data
+			return err
+		})
+		if err != nil || len(out) == 0 {
+			t.Fatalf("read the store's files under %s: %d files, %v", root, len(out), err)
 		}
-		return map[string][]byte{"file": data}
+		return out
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

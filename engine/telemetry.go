@@ -25,7 +25,7 @@ func (e *Engine) traced(st store.Store, tr transport.Transport) (*storetrace.Sto
 func storeSystem(st store.Store) string {
 	switch st.(type) {
 	case *embedded.Store:
-		return "bbolt"
+		return "pebble"
 	}
 	if s, ok := st.(interface{ DBSystem() string }); ok {
 		return s.DBSystem()

@@ -8,47 +8,28 @@ import (
 	"time"
 )
 
-// Bucket names. Every bucket is created by Open; a missing bucket on a
-// later read means the file is not one of ours.
-var (
-	// bucketCommits: stream 0x00 version(8, big-endian) -> commit JSON.
-	bucketCommits = []byte("commits")
-	// bucketHeads: stream -> version(8) ++ meta JSON (empty when no commit
-	// of the stream carried a Meta yet).
-	bucketHeads = []byte("heads")
-	// bucketHandled: stream 0x00 message ID -> version(8) of the commit
-	// that recorded it.
-	bucketHandled = []byte("handled")
-	// bucketOutbox: at(8, unix nanos) ++ seq(8) -> OutboxEntry JSON. The
-	// key orders entries by commit time, then by write order.
-	bucketOutbox = []byte("outbox")
-	// bucketOutboxIndex: message ID -> one or more 16-byte outbox keys.
-	bucketOutboxIndex = []byte("outbox_index")
-	// bucketTimers: due(8, unix nanos) ++ timer ID -> Timer JSON.
-	bucketTimers = []byte("timers")
-	// bucketTimerIndex: timer ID -> its key in bucketTimers.
-	bucketTimerIndex = []byte("timer_index")
-	// bucketSnapshots: stream -> Snapshot JSON, the stream's latest
-	// snapshot (derived data, written apart from commits).
-	bucketSnapshots = []byte("snapshots")
-	// bucketInfo: file-level facts, such as the format version.
-	bucketInfo = []byte("info")
-)
-
-var allBuckets = [][]byte{
-	bucketCommits, bucketHeads, bucketHandled, bucketOutbox,
-	bucketOutboxIndex, bucketTimers, bucketTimerIndex, bucketSnapshots, bucketInfo,
-}
-
-// formatKey and FormatVersion mark the file layout, so that a later
-// release can recognise (and migrate) files written by this one.
-var formatKey = []byte("format")
+// The buckets (kv.go gives each its key prefix) and their keys:
+//   - commits: stream 0x00 version(8, big-endian) -> commit JSON.
+//   - heads: stream -> version(8) ++ meta JSON (empty when no commit of
+//     the stream carried a Meta yet).
+//   - handled: stream 0x00 message ID -> version(8) of the commit that
+//     recorded it.
+//   - outbox: at(8, unix nanos) ++ seq(8) -> OutboxEntry JSON. The key
+//     orders entries by commit time, then by write order.
+//   - outbox index: message ID -> one or more 16-byte outbox keys.
+//   - timers: due(8, unix nanos) ++ timer ID -> Timer JSON.
+//   - timer index: timer ID -> its key in timers.
+//   - snapshots: stream -> Snapshot JSON, the stream's latest snapshot
+//     (derived data, written apart from commits).
+//   - subject keys: subject -> SubjectKey JSON.
+//   - info: store-level facts: the format version and the outbox
+//     sequence (migrate.go).
 
 // FormatVersion is the stored format this release writes and reads: the
-// value of the key "format" in the bucket "info", written when the file is
-// made. Open refuses a file of any other format with
-// store.ErrUnsupportedFormat.
-const FormatVersion = "1"
+// value of the key "format" in the info bucket, written when the store is
+// made. Open migrates format 1 (a bbolt file) and refuses any other format
+// with store.ErrUnsupportedFormat.
+const FormatVersion = "2"
 
 // streamPrefix is stream ++ 0x00: the common prefix of a stream's commit
 // and handled keys. Stream names may not contain 0x00 (see checkNames), so

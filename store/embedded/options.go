@@ -14,12 +14,14 @@ const (
 	// DefaultLockTimeout is how long Open waits for another process to
 	// release the database file.
 	DefaultLockTimeout = 10 * time.Second
-	// DefaultInitialMmapSize is the initial memory map (256 MiB of address
-	// space, not memory). While the file fits in the map, readers never
-	// hold up the writer (bbolt remaps under an exclusive lock).
-	DefaultInitialMmapSize = 256 << 20
-	// DefaultFileName is the name of the database file inside the directory.
-	DefaultFileName = "sagaflow.db"
+	// DefaultDirName is the name of the database directory inside the
+	// directory passed to Open.
+	DefaultDirName = "sagaflow.pebble"
+	// DefaultCacheBytes is the size of Pebble's block cache (32 MiB).
+	DefaultCacheBytes = 32 << 20
+	// DefaultMemTableBytes is the size of one Pebble memtable (8 MiB): the
+	// writes that are served from memory until flushed to a table file.
+	DefaultMemTableBytes = 8 << 20
 
 	// maxBatchLimit bounds WithMaxBatch.
 	maxBatchLimit = 65536
@@ -33,23 +35,25 @@ const (
 type Option func(*config)
 
 type config struct {
-	maxBatch        int
-	maxCommitBytes  int
-	lockTimeout     time.Duration
-	initialMmapSize int
-	fileName        string
-	noSync          bool
-	logger          *slog.Logger
+	maxBatch       int
+	maxCommitBytes int
+	lockTimeout    time.Duration
+	cacheBytes     int64
+	memTableBytes  int64
+	dirName        string
+	noSync         bool
+	logger         *slog.Logger
 }
 
 func defaultConfig() config {
 	return config{
-		maxBatch:        DefaultMaxBatch,
-		maxCommitBytes:  DefaultMaxCommitBytes,
-		lockTimeout:     DefaultLockTimeout,
-		initialMmapSize: DefaultInitialMmapSize,
-		fileName:        DefaultFileName,
-		logger:          slog.New(slog.DiscardHandler),
+		maxBatch:       DefaultMaxBatch,
+		maxCommitBytes: DefaultMaxCommitBytes,
+		lockTimeout:    DefaultLockTimeout,
+		cacheBytes:     DefaultCacheBytes,
+		memTableBytes:  DefaultMemTableBytes,
+		dirName:        DefaultDirName,
+		logger:         slog.New(slog.DiscardHandler),
 	}
 }
 
@@ -85,29 +89,40 @@ func WithLockTimeout(d time.Duration) Option {
 	}
 }
 
-// WithInitialMmapSize sets the initial size of bbolt's memory map in bytes
-// (DefaultInitialMmapSize when n <= 0).
-func WithInitialMmapSize(n int) Option {
+// WithCacheBytes sets the size of Pebble's block cache in bytes
+// (DefaultCacheBytes when n <= 0).
+func WithCacheBytes(n int64) Option {
 	return func(c *config) {
 		if n > 0 {
-			c.initialMmapSize = n
+			c.cacheBytes = n
 		}
 	}
 }
 
-// WithFileName sets the database file's name inside the directory
-// (DefaultFileName when empty).
-func WithFileName(name string) Option {
+// WithMemTableBytes sets the size of one Pebble memtable in bytes
+// (DefaultMemTableBytes when n <= 0).
+func WithMemTableBytes(n int64) Option {
+	return func(c *config) {
+		if n > 0 {
+			c.memTableBytes = n
+		}
+	}
+}
+
+// WithDirName sets the database directory's name inside the directory
+// passed to Open (DefaultDirName when empty).
+func WithDirName(name string) Option {
 	return func(c *config) {
 		if name != "" {
-			c.fileName = name
+			c.dirName = name
 		}
 	}
 }
 
-// WithNoSync turns off fsync. Commits then survive a crash of the process
-// but not of the machine. Only for tests and benchmarks; it breaks I1-I5
-// across power loss.
+// WithNoSync turns off fsync: a commit returns once it is in Pebble's
+// write-ahead log buffer. The last commits can then be lost in a crash of
+// the process, and more in a crash of the machine. Only for tests and
+// benchmarks; it breaks I1-I5 across crashes.
 func WithNoSync() Option {
 	return func(c *config) { c.noSync = true }
 }

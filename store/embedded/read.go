@@ -9,13 +9,12 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/sagaflow/sagaflow/store"
 )
 
-// Reads run in bbolt read-only transactions: they see the state of the
-// last finished group commit and run alongside the writer.
+// Reads run on the durable snapshot the writer publishes after each group
+// commit (view.go): they see the state of the last finished batch and run
+// alongside the writer.
 
 // ctxCheckEvery is how many records a scan reads between checks of its
 // context.
@@ -30,21 +29,26 @@ func (s *Store) Load(ctx context.Context, stream string, from uint64) ([]store.C
 	}
 	err := s.view(ctx, func(b txBuckets) error {
 		prefix := streamPrefix(stream)
-		c := b.commits.Cursor()
-		n := 0
-		for k, v := c.Seek(commitKey(stream, from)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
-			if n++; n%ctxCheckEvery == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-			}
-			var cm store.Commit
-			if err := json.Unmarshal(v, &cm); err != nil {
-				return fmt.Errorf("decode commit v%d: %w", binary.BigEndian.Uint64(k[len(prefix):]), err)
-			}
-			out = append(out, cm)
+		c, err := b.commits.Cursor()
+		if err != nil {
+			return err
 		}
-		return nil
+		return closing(c, func() error {
+			n := 0
+			for k, v := c.Seek(commitKey(stream, from)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+				if n++; n%ctxCheckEvery == 0 {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+				}
+				var cm store.Commit
+				if err := json.Unmarshal(v, &cm); err != nil {
+					return fmt.Errorf("decode commit v%d: %w", binary.BigEndian.Uint64(k[len(prefix):]), err)
+				}
+				out = append(out, cm)
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("load %s from v%d: %w", stream, from, err)
@@ -61,9 +65,9 @@ func (s *Store) Handled(ctx context.Context, stream, msgID string) (uint64, bool
 		if strings.IndexByte(stream, 0) >= 0 {
 			return nil
 		}
-		v := b.handled.Get(handledKey(stream, msgID))
-		if v == nil {
-			return nil
+		v, err := b.handled.Get(handledKey(stream, msgID))
+		if err != nil || v == nil {
+			return err
 		}
 		if len(v) != 8 {
 			return fmt.Errorf("corrupt handled record (%d bytes)", len(v))
@@ -85,11 +89,13 @@ func (s *Store) Info(ctx context.Context, stream string) (store.StreamInfo, erro
 		if strings.IndexByte(stream, 0) >= 0 {
 			return store.ErrNotFound
 		}
-		head := b.heads.Get([]byte(stream))
+		head, err := b.heads.Get([]byte(stream))
+		if err != nil {
+			return err
+		}
 		if head == nil {
 			return store.ErrNotFound
 		}
-		var err error
 		info, err = decodeHead([]byte(stream), head)
 		return err
 	})
@@ -105,29 +111,34 @@ func (s *Store) List(ctx context.Context, f store.ListFilter) ([]store.StreamInf
 	limit := readLimit(f.Limit)
 	out := []store.StreamInfo{}
 	err := s.view(ctx, func(b txBuckets) error {
-		c := b.heads.Cursor()
-		k, v := c.First()
-		if f.After != "" {
-			k, v = c.Seek([]byte(f.After))
-			if k != nil && string(k) == f.After {
-				k, v = c.Next()
-			}
+		c, err := b.heads.Cursor()
+		if err != nil {
+			return err
 		}
-		for n := 1; k != nil && len(out) < limit; k, v = c.Next() {
-			if n++; n%ctxCheckEvery == 0 {
-				if err := ctx.Err(); err != nil {
-					return err
+		return closing(c, func() error {
+			k, v := c.First()
+			if f.After != "" {
+				k, v = c.Seek([]byte(f.After))
+				if k != nil && string(k) == f.After {
+					k, v = c.Next()
 				}
 			}
-			info, err := decodeHead(k, v)
-			if err != nil {
-				return err
+			for n := 1; k != nil && len(out) < limit; k, v = c.Next() {
+				if n++; n%ctxCheckEvery == 0 {
+					if err := ctx.Err(); err != nil {
+						return err
+					}
+				}
+				info, err := decodeHead(k, v)
+				if err != nil {
+					return err
+				}
+				if matches(f, info.Meta) {
+					out = append(out, info)
+				}
 			}
-			if matches(f, info.Meta) {
-				out = append(out, info)
-			}
-		}
-		return nil
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list streams after %q: %w", f.After, err)
@@ -175,24 +186,29 @@ func (s *Store) PendingOutbox(ctx context.Context, olderThan time.Time, limit in
 	bound := sortableNanos(olderThan)
 	out := []store.OutboxEntry{}
 	err := s.view(ctx, func(b txBuckets) error {
-		c := b.outbox.Cursor()
-		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
-			if len(k) != outboxKeyLen {
-				return fmt.Errorf("corrupt outbox key (%d bytes)", len(k))
-			}
-			if binary.BigEndian.Uint64(k) > bound {
-				break
-			}
-			var e store.OutboxEntry
-			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("decode outbox entry %x: %w", k, err)
-			}
-			if e.At.After(olderThan) {
-				continue // same clamped key, later time (before 1970 or after 2262)
-			}
-			out = append(out, e)
+		c, err := b.outbox.Cursor()
+		if err != nil {
+			return err
 		}
-		return nil
+		return closing(c, func() error {
+			for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
+				if len(k) != outboxKeyLen {
+					return fmt.Errorf("corrupt outbox key (%d bytes)", len(k))
+				}
+				if binary.BigEndian.Uint64(k) > bound {
+					break
+				}
+				var e store.OutboxEntry
+				if err := json.Unmarshal(v, &e); err != nil {
+					return fmt.Errorf("decode outbox entry %x: %w", k, err)
+				}
+				if e.At.After(olderThan) {
+					continue // same clamped key, later time (before 1970 or after 2262)
+				}
+				out = append(out, e)
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("pending outbox up to %s: %w", olderThan.Format(time.RFC3339Nano), err)
@@ -207,24 +223,29 @@ func (s *Store) DueTimers(ctx context.Context, now time.Time, limit int) ([]stor
 	bound := sortableNanos(now)
 	out := []store.Timer{}
 	err := s.view(ctx, func(b txBuckets) error {
-		c := b.timers.Cursor()
-		for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
-			if len(k) < 8 {
-				return fmt.Errorf("corrupt timer key (%d bytes)", len(k))
-			}
-			if binary.BigEndian.Uint64(k) > bound {
-				break
-			}
-			var t store.Timer
-			if err := json.Unmarshal(v, &t); err != nil {
-				return fmt.Errorf("decode timer %q: %w", k[8:], err)
-			}
-			if t.DueAt.After(now) {
-				continue
-			}
-			out = append(out, t)
+		c, err := b.timers.Cursor()
+		if err != nil {
+			return err
 		}
-		return nil
+		return closing(c, func() error {
+			for k, v := c.First(); k != nil && len(out) < limit; k, v = c.Next() {
+				if len(k) < 8 {
+					return fmt.Errorf("corrupt timer key (%d bytes)", len(k))
+				}
+				if binary.BigEndian.Uint64(k) > bound {
+					break
+				}
+				var t store.Timer
+				if err := json.Unmarshal(v, &t); err != nil {
+					return fmt.Errorf("decode timer %q: %w", k[8:], err)
+				}
+				if t.DueAt.After(now) {
+					continue
+				}
+				out = append(out, t)
+			}
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("due timers at %s: %w", now.Format(time.RFC3339Nano), err)
@@ -238,15 +259,21 @@ func (s *Store) NextTimer(ctx context.Context) (time.Time, bool, error) {
 	var t store.Timer
 	var ok bool
 	err := s.view(ctx, func(b txBuckets) error {
-		k, v := b.timers.Cursor().First()
-		if k == nil {
+		c, err := b.timers.Cursor()
+		if err != nil {
+			return err
+		}
+		return closing(c, func() error {
+			k, v := c.First()
+			if k == nil {
+				return nil
+			}
+			if err := json.Unmarshal(v, &t); err != nil {
+				return fmt.Errorf("decode timer %q: %w", k[min(8, len(k)):], err)
+			}
+			ok = true
 			return nil
-		}
-		if err := json.Unmarshal(v, &t); err != nil {
-			return fmt.Errorf("decode timer %q: %w", k[min(8, len(k)):], err)
-		}
-		ok = true
-		return nil
+		})
 	})
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("next timer: %w", err)
@@ -268,12 +295,12 @@ func (s *Store) LoadSnapshot(ctx context.Context, stream string) (store.Snapshot
 	var snap store.Snapshot
 	var ok bool
 	err := s.view(ctx, func(b txBuckets) error {
-		if stream == "" || len(stream) > bolt.MaxKeySize {
+		if stream == "" || len(stream) > maxKeySize {
 			return nil
 		}
-		v := b.snapshots.Get([]byte(stream))
-		if v == nil {
-			return nil
+		v, err := b.snapshots.Get([]byte(stream))
+		if err != nil || v == nil {
+			return err
 		}
 		if err := json.Unmarshal(v, &snap); err != nil {
 			return fmt.Errorf("decode snapshot: %w", err)
@@ -285,4 +312,13 @@ func (s *Store) LoadSnapshot(ctx context.Context, stream string) (store.Snapshot
 		return store.Snapshot{}, false, fmt.Errorf("load snapshot of %s: %w", stream, err)
 	}
 	return snap, ok, nil
+}
+
+// closing runs fn, then closes c; it returns fn's error, else c's.
+func closing(c *cursor, fn func() error) error {
+	err := fn()
+	if cerr := c.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

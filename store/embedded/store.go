@@ -1,10 +1,10 @@
 package embedded
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -13,22 +13,34 @@ import (
 	"sync/atomic"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/sagaflow/sagaflow/store"
 )
 
 var _ store.Store = (*Store)(nil)
 
-// Store is the embedded store: one bbolt file, one writer goroutine that
-// group-commits, and readers that run concurrently with it. It is safe for
-// concurrent use. Make one with Open and release it with Close.
+// Store is the embedded store: one Pebble database in a directory, one
+// writer goroutine that group-commits, and readers that run concurrently
+// with it on durable snapshots. It is safe for concurrent use. Make one
+// with Open and release it with Close.
 type Store struct {
-	db   *bolt.DB
-	dir  string
-	path string
-	cfg  config
-	log  *slog.Logger
+	db        *pebble.DB
+	lock      io.Closer // the store directory's lock file, held until Close
+	dir       string
+	path      string
+	cfg       config
+	log       *slog.Logger
+	writeOpts *pebble.WriteOptions
+
+	// current is the durable snapshot readers use (nil after Close).
+	current atomic.Pointer[readView]
+	// outboxSeq is the last outbox sequence number written; only the
+	// writer touches it after Open.
+	outboxSeq uint64
 
 	// mu orders Close against callers: reads and queue sends hold it for
 	// reading; Close takes it for writing to flip closed and close reqs.
@@ -42,39 +54,42 @@ type Store struct {
 
 	stats struct {
 		batches, requests, commits, failedTxs atomic.Uint64
-		// busyNanos is the writer's time in write transactions.
-		busyNanos atomic.Int64
+		// busyNanos is the writer's time on batches; syncNanos the part
+		// of it spent committing them (the WAL write and fsync).
+		busyNanos, syncNanos atomic.Int64
 	}
 }
 
 // Stats counts the writer's work since Open.
 type Stats struct {
-	// Batches is the number of write transactions (each one fsync).
+	// Batches is the number of write batches committed (each one fsync).
 	Batches uint64
 	// Requests is the number of queued writes applied or refused by them.
 	Requests uint64
 	// Commits is the number of commits written.
 	Commits uint64
-	// FailedTransactions is the number of write transactions that failed
-	// as a whole.
+	// FailedTransactions is the number of write batches that failed as a
+	// whole.
 	FailedTransactions uint64
-	// Busy is the writer's time in write transactions, from the first
-	// request of a batch to its answers: the share of a period it takes
-	// says how close the store is to its write limit (at 100% every
-	// commit waits for the batches before it).
+	// Busy is the writer's time on batches, from the first request of a
+	// batch to its answers: the share of a period it takes says how close
+	// the store is to its write limit (at 100% every commit waits for the
+	// batches before it).
 	Busy time.Duration
-	// PageWrite is the part of Busy spent writing pages to the file and
-	// syncing it (bbolt's write time); the rest is applying the requests
-	// and bbolt's page copy-on-write.
-	PageWrite time.Duration
-	// PagesWritten is the number of file pages the transactions wrote.
-	PagesWritten int64
+	// SyncWait is the part of Busy spent committing batches: writing them
+	// to the write-ahead log and syncing it. The rest is checking and
+	// applying the requests.
+	SyncWait time.Duration
+	// WALBytes is the number of bytes written to the write-ahead log.
+	WALBytes uint64
 }
 
-// Open opens (creating when needed) the store in directory dir, in the file
-// DefaultFileName unless WithFileName says otherwise, and starts its writer.
-// ctx bounds the wait for the file lock (together with WithLockTimeout); it
-// does not bound the Store's life, which ends with Close.
+// Open opens (creating when needed) the store in directory dir, in the
+// subdirectory DefaultDirName unless WithDirName says otherwise, and starts
+// its writer. A store of stored format 1 (the bbolt file LegacyFileName in
+// dir) is migrated first; see migrate.go. ctx bounds the wait for the
+// directory's lock (together with WithLockTimeout); it does not bound the
+// Store's life, which ends with Close.
 func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -86,79 +101,145 @@ func Open(ctx context.Context, dir string, opts ...Option) (*Store, error) {
 	if dir == "" {
 		return nil, errors.New("open embedded store: empty directory name")
 	}
-	if err := os.MkdirAll(dir, 0o750); err != nil {
+	path := filepath.Join(dir, cfg.dirName)
+	if err := os.MkdirAll(path, 0o750); err != nil {
 		return nil, fmt.Errorf("open embedded store: %w", err)
 	}
-	path := filepath.Join(dir, cfg.fileName)
-	lockTimeout := cfg.lockTimeout
-	if deadline, ok := ctx.Deadline(); ok {
-		lockTimeout = max(min(lockTimeout, time.Until(deadline)), time.Millisecond)
-	}
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:         lockTimeout,
-		NoFreelistSync:  true,
-		FreelistType:    bolt.FreelistMapType,
-		InitialMmapSize: cfg.initialMmapSize,
-		NoSync:          cfg.noSync,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open embedded store %s: %w", path, err)
-	}
-	if err := initBuckets(db); err != nil {
-		_ = db.Close()
-		return nil, fmt.Errorf("open embedded store %s: %w", path, err)
-	}
 	s := &Store{
-		db:         db,
 		dir:        dir,
 		path:       path,
 		cfg:        cfg,
 		log:        cfg.logger.With("store", "embedded", "path", path),
 		reqs:       make(chan *request, cfg.maxBatch),
 		writerDone: make(chan struct{}),
+		writeOpts:  pebble.Sync,
 	}
+	if cfg.noSync {
+		s.writeOpts = pebble.NoSync
+	}
+	if err := s.open(ctx); err != nil {
+		return nil, fmt.Errorf("open embedded store %s: %w", path, err)
+	}
+	s.publishView()
 	go s.runWriter()
 	s.log.Debug("store opened", "max_batch", cfg.maxBatch)
 	return s, nil
 }
 
-// initBuckets creates the buckets and checks the file's format version.
-func initBuckets(db *bolt.DB) error {
-	return db.Update(func(tx *bolt.Tx) error {
-		for _, name := range allBuckets {
-			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-				return fmt.Errorf("create bucket %s: %w", name, err)
-			}
+// open locks the directory, opens the database, migrates a format-1 file
+// and checks the format.
+func (s *Store) open(ctx context.Context) error {
+	lock, err := lockDir(ctx, filepath.Join(s.path, lockFileName), s.cfg.lockTimeout)
+	if err != nil {
+		return err
+	}
+	db, err := pebble.Open(s.path, pebbleOptions(s.cfg, s.log))
+	if err != nil {
+		_ = lock.Close()
+		return fmt.Errorf("open database: %w", err)
+	}
+	s.db, s.lock = db, lock
+	if err := s.initFormat(ctx); err != nil {
+		_ = db.Close()
+		_ = lock.Close()
+		return err
+	}
+	return nil
+}
+
+// lockFileName is the lock file sagaflow holds in the store directory
+// (Pebble holds its own, LOCK, but fails at once when it is taken).
+const lockFileName = "sagaflow.lock"
+
+// lockDir takes the lock file at name, retrying while another Store (in
+// this process or another) holds it, until timeout or ctx's deadline.
+func lockDir(ctx context.Context, name string, timeout time.Duration) (io.Closer, error) {
+	if deadline, ok := ctx.Deadline(); ok {
+		timeout = max(min(timeout, time.Until(deadline)), time.Millisecond)
+	}
+	stop := time.Now().Add(timeout)
+	for {
+		l, err := vfs.Default.Lock(name)
+		if err == nil {
+			return l, nil
 		}
-		info := tx.Bucket(bucketInfo)
-		switch v := info.Get(formatKey); {
-		case v == nil:
-			return info.Put(formatKey, []byte(FormatVersion))
-		case !bytes.Equal(v, []byte(FormatVersion)):
-			return fmt.Errorf("%w: the file is of stored format %q, this release reads format %q", store.ErrUnsupportedFormat, v, FormatVersion)
+		if time.Now().After(stop) {
+			return nil, fmt.Errorf("lock %s (held by another store?) for %s: %w", name, timeout, err)
 		}
-		return nil
-	})
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("lock %s: %w", name, ctx.Err())
+		case <-time.After(lockRetry):
+		}
+	}
+}
+
+// lockRetry is how often lockDir tries again.
+const lockRetry = 20 * time.Millisecond
+
+// pebbleOptions tunes Pebble for the store's load: small commits, most of
+// them read again soon (heads, handled IDs), and Gets of absent keys
+// (handled IDs) on every commit, which the bloom filters answer without
+// reading data blocks. Blocks are not compressed: the CPU goes to the
+// engine, and the disk use stays small next to what compression costs.
+func pebbleOptions(cfg config, log *slog.Logger) *pebble.Options {
+	o := &pebble.Options{
+		Cache:              pebble.NewCache(cfg.cacheBytes),
+		MemTableSize:       uint64(cfg.memTableBytes),
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{log},
+	}
+	for i := range o.Levels {
+		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+	}
+	return o
+}
+
+// pebbleLogger sends Pebble's log lines to the store's logger: its
+// informational lines (WALs found, compactions) at debug level.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug("pebble: " + fmt.Sprintf(format, args...))
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error("pebble: " + fmt.Sprintf(format, args...))
+}
+
+// Fatalf logs and panics: Pebble calls it on a state it cannot go on
+// from. The store's recovered turns the panic into an error when it comes
+// from a call; from Pebble's own goroutines it ends the process, as
+// Pebble's default logger would.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	msg := "pebble: " + fmt.Sprintf(format, args...)
+	l.log.Error(msg)
+	panic(msg)
 }
 
 // Dir returns the directory the store was opened in.
 func (s *Store) Dir() string { return s.dir }
 
-// Path returns the database file's path.
+// Path returns the database directory's path.
 func (s *Store) Path() string { return s.path }
 
 // Stats returns the writer's counters.
 func (s *Store) Stats() Stats {
-	tx := s.db.Stats().TxStats
-	return Stats{
+	st := Stats{
 		Batches:            s.stats.batches.Load(),
 		Requests:           s.stats.requests.Load(),
 		Commits:            s.stats.commits.Load(),
 		FailedTransactions: s.stats.failedTxs.Load(),
 		Busy:               time.Duration(s.stats.busyNanos.Load()),
-		PageWrite:          tx.GetWriteTime(),
-		PagesWritten:       tx.GetWrite(),
+		SyncWait:           time.Duration(s.stats.syncNanos.Load()),
 	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if !s.closed.Load() {
+		st.WALBytes = s.db.Metrics().WAL.BytesWritten
+	}
+	return st
 }
 
 // Ping reports whether the store can serve reads: ErrClosed after Close.
@@ -172,7 +253,7 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close stops accepting work, lets the writer finish every write already
 // queued (their callers get their answers), waits for running reads, and
-// closes the file. Later calls on the Store fail with store.ErrClosed;
+// closes the database. Later calls on the Store fail with store.ErrClosed;
 // calling Close again returns what the first call returned.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
@@ -181,7 +262,14 @@ func (s *Store) Close() error {
 		close(s.reqs)
 		s.mu.Unlock()
 		<-s.writerDone
-		if err := s.db.Close(); err != nil {
+		if v := s.current.Swap(nil); v != nil {
+			v.release()
+		}
+		err := s.db.Close()
+		if lerr := s.lock.Close(); err == nil {
+			err = lerr
+		}
+		if err != nil {
 			s.closeErr = fmt.Errorf("close embedded store %s: %w", s.path, err)
 		}
 		s.log.Debug("store closed", "batches", s.stats.batches.Load(), "commits", s.stats.commits.Load())
@@ -189,8 +277,8 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
-// view runs fn in a read-only transaction, unless ctx is done or the store
-// is closed. A panic in fn comes back as an error.
+// view runs fn on the last durable snapshot, unless ctx is done or the
+// store is closed. A panic in fn comes back as an error.
 func (s *Store) view(ctx context.Context, fn func(b txBuckets) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -200,15 +288,12 @@ func (s *Store) view(ctx context.Context, fn func(b txBuckets) error) error {
 	if s.closed.Load() {
 		return store.ErrClosed
 	}
-	return s.recovered("read transaction", func() error {
-		return s.db.View(func(tx *bolt.Tx) error {
-			b, err := bucketsOf(tx)
-			if err != nil {
-				return err
-			}
-			return fn(b)
-		})
-	})
+	v := s.acquireView()
+	if v == nil {
+		return store.ErrClosed
+	}
+	defer v.release()
+	return s.recovered("read", func() error { return fn(bucketsOf(v.snap, nil)) })
 }
 
 // recovered runs fn and turns a panic into an error (logged with its
@@ -221,27 +306,4 @@ func (s *Store) recovered(what string, fn func() error) (err error) {
 		}
 	}()
 	return fn()
-}
-
-// txBuckets are the buckets of one transaction.
-type txBuckets struct {
-	commits, heads, handled, outbox, outboxIndex, timers, timerIndex, snapshots *bolt.Bucket
-}
-
-func bucketsOf(tx *bolt.Tx) (txBuckets, error) {
-	b := txBuckets{
-		commits:     tx.Bucket(bucketCommits),
-		heads:       tx.Bucket(bucketHeads),
-		handled:     tx.Bucket(bucketHandled),
-		outbox:      tx.Bucket(bucketOutbox),
-		outboxIndex: tx.Bucket(bucketOutboxIndex),
-		timers:      tx.Bucket(bucketTimers),
-		timerIndex:  tx.Bucket(bucketTimerIndex),
-		snapshots:   tx.Bucket(bucketSnapshots),
-	}
-	if b.commits == nil || b.heads == nil || b.handled == nil || b.outbox == nil ||
-		b.outboxIndex == nil || b.timers == nil || b.timerIndex == nil || b.snapshots == nil {
-		return b, errors.New("database file lacks sagaflow's buckets")
-	}
-	return b, nil
 }

@@ -5,18 +5,24 @@ import (
 	"encoding/json"
 	"fmt"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/sagaflow/sagaflow/store"
 )
 
-// bucketSubjectKeys: subject -> SubjectKey JSON. It is made on the first
-// CreateKey, in its own write transaction: keys are rare and are written
-// apart from commits (never in a commit's value).
-var bucketSubjectKeys = []byte("subject_keys")
+// Subject keys live in their own bucket, written apart from commits (never
+// in a commit's value). Their writes ride on the writer's group commits
+// like every other write, so that they are checked against the latest
+// state and durable before the caller hears back.
+
+// subjectKeyWrite is a CreateKey or DeleteKey request: the subject, the
+// key to store (CreateKey) and, once applied, the subject's stored key.
+type subjectKeyWrite struct {
+	subject string
+	value   []byte // SubjectKey JSON (CreateKey)
+	stored  []byte // the key the subject had before (CreateKey)
+}
 
 // CreateKey stores k unless its subject has a key; it returns the
-// subject's key. The write is its own transaction, durable on return.
+// subject's key. It is durable on return.
 func (s *Store) CreateKey(ctx context.Context, k store.SubjectKey) (store.SubjectKey, error) {
 	if err := store.ValidateKey(k); err != nil {
 		return store.SubjectKey{}, err
@@ -25,31 +31,45 @@ func (s *Store) CreateKey(ctx context.Context, k store.SubjectKey) (store.Subjec
 	if err != nil {
 		return store.SubjectKey{}, fmt.Errorf("create key of %q: %w", k.Subject, err)
 	}
-	got := k
-	err = s.updateKeys(ctx, func(b *bolt.Bucket) error {
-		if old := b.Get([]byte(k.Subject)); old != nil {
-			return json.Unmarshal(old, &got)
-		}
-		return b.Put([]byte(k.Subject), value)
-	})
-	if err != nil {
+	w := &subjectKeyWrite{subject: k.Subject, value: value}
+	if err := s.writeKey(ctx, opCreateKey, w); err != nil {
 		return store.SubjectKey{}, fmt.Errorf("create key of %q: %w", k.Subject, err)
 	}
+	if w.stored == nil {
+		return k, nil
+	}
+	var got store.SubjectKey
+	if err := json.Unmarshal(w.stored, &got); err != nil {
+		return store.SubjectKey{}, fmt.Errorf("create key of %q: decode the stored key: %w", k.Subject, err)
+	}
 	return got, nil
+}
+
+// createKey puts w's key unless its subject has one, which it leaves in
+// w.stored.
+func createKey(b txBuckets, w *subjectKeyWrite) error {
+	old, err := b.subjectKeys.Get([]byte(w.subject))
+	if err != nil {
+		return fmt.Errorf("read key: %w", err)
+	}
+	if old != nil {
+		w.stored = old
+		return nil
+	}
+	return b.subjectKeys.Put([]byte(w.subject), w.value)
 }
 
 // LoadKey returns the subject's key (ok false when it has none).
 func (s *Store) LoadKey(ctx context.Context, subject string) (store.SubjectKey, bool, error) {
 	var k store.SubjectKey
 	var ok bool
-	err := s.viewTx(ctx, func(tx *bolt.Tx) error {
-		b := tx.Bucket(bucketSubjectKeys)
-		if b == nil || subject == "" || len(subject) > bolt.MaxKeySize {
+	err := s.view(ctx, func(b txBuckets) error {
+		if subject == "" || len(subject) > maxKeySize {
 			return nil
 		}
-		v := b.Get([]byte(subject))
-		if v == nil {
-			return nil
+		v, err := b.subjectKeys.Get([]byte(subject))
+		if err != nil || v == nil {
+			return err
 		}
 		ok = true
 		return json.Unmarshal(v, &k)
@@ -60,52 +80,30 @@ func (s *Store) LoadKey(ctx context.Context, subject string) (store.SubjectKey, 
 	return k, ok, nil
 }
 
-// DeleteKey deletes the subject's key in a transaction of its own. bbolt
-// frees the page that held it; the bytes stay in the file's free space
-// until bbolt reuses the page.
+// DeleteKey deletes the subject's key, durably on return. Pebble writes a
+// deletion marker; the key's bytes stay in the write-ahead log and table
+// files until the log is recycled and compactions rewrite the tables.
 func (s *Store) DeleteKey(ctx context.Context, subject string) error {
 	if err := store.ValidateSubject(subject); err != nil {
 		return err
 	}
-	err := s.updateKeys(ctx, func(b *bolt.Bucket) error { return b.Delete([]byte(subject)) })
-	if err != nil {
+	if err := s.writeKey(ctx, opDeleteKey, &subjectKeyWrite{subject: subject}); err != nil {
 		return fmt.Errorf("delete key of %q: %w", subject, err)
 	}
 	return nil
 }
 
-// updateKeys runs fn on the keys bucket in a write transaction, unless ctx
-// is done or the store is closed.
-func (s *Store) updateKeys(ctx context.Context, fn func(b *bolt.Bucket) error) error {
+// writeKey hands a subject-key write to the writer and waits for it.
+func (s *Store) writeKey(ctx context.Context, op opKind, w *subjectKeyWrite) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed.Load() {
-		return store.ErrClosed
+	if len(w.subject) > maxKeySize {
+		return fmt.Errorf("%w: subject is %d bytes, limit %d", store.ErrInvalidCommit, len(w.subject), maxKeySize)
 	}
-	return s.recovered("key transaction", func() error {
-		return s.db.Update(func(tx *bolt.Tx) error {
-			b, err := tx.CreateBucketIfNotExists(bucketSubjectKeys)
-			if err != nil {
-				return fmt.Errorf("create bucket %s: %w", bucketSubjectKeys, err)
-			}
-			return fn(b)
-		})
-	})
-}
-
-// viewTx runs fn in a read-only transaction, unless ctx is done or the
-// store is closed.
-func (s *Store) viewTx(ctx context.Context, fn func(tx *bolt.Tx) error) error {
-	if err := ctx.Err(); err != nil {
+	r := &request{ctx: ctx, op: op, key: w, done: make(chan error, 1)}
+	if err := s.enqueue(ctx, r); err != nil {
 		return err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed.Load() {
-		return store.ErrClosed
-	}
-	return s.recovered("key read", func() error { return s.db.View(fn) })
+	return s.await(ctx, r)
 }

@@ -9,16 +9,15 @@ import (
 	"strings"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
-
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/store"
 )
 
 // This file is the write path. Every write is a request on s.reqs; one
 // goroutine (runWriter) takes up to cfg.maxBatch queued requests, applies
-// them one after the other in one bbolt read-write transaction, commits it
-// (one fsync for the lot), and answers each caller. Each request is checked
+// them one after the other to one Pebble indexed batch (which reads its own
+// writes), commits it (one WAL write and fsync for the lot), publishes the
+// new durable state to readers, and answers each caller. Each request is checked
 // against the transaction's state, which includes the requests before it in
 // the same batch, before anything of it is written: a refused request
 // writes nothing, and the others commit. If writing a request fails half
@@ -33,6 +32,8 @@ const (
 	opMarkDispatched
 	opDeleteTimers
 	opSaveSnapshot
+	opCreateKey
+	opDeleteKey
 )
 
 // maxIDsPerRequest bounds the IDs one MarkDispatched or DeleteTimers
@@ -47,6 +48,7 @@ type request struct {
 	commit *encodedCommit   // opAppend
 	ids    []string         // opMarkDispatched, opDeleteTimers
 	snap   *encodedSnapshot // opSaveSnapshot
+	key    *subjectKeyWrite // opCreateKey, opDeleteKey
 	done   chan error
 }
 
@@ -143,7 +145,7 @@ func (s *Store) removeIDs(ctx context.Context, op opKind, ids []string) error {
 	}
 	clean := make([]string, 0, len(ids))
 	for _, id := range ids {
-		if id != "" && len(id) <= bolt.MaxKeySize {
+		if id != "" && len(id) <= maxKeySize {
 			clean = append(clean, id)
 		}
 	}
@@ -198,8 +200,8 @@ func (s *Store) encodeCommit(c store.Commit) (*encodedCommit, error) {
 		return nil, fmt.Errorf("%w: stream name contains the byte 0x00", store.ErrInvalidCommit)
 	}
 	tooLong := func(what, id string, extra int) error {
-		if len(id)+extra > bolt.MaxKeySize {
-			return fmt.Errorf("%w: %s is %d bytes, limit %d", store.ErrInvalidCommit, what, len(id), bolt.MaxKeySize-extra)
+		if len(id)+extra > maxKeySize {
+			return fmt.Errorf("%w: %s is %d bytes, limit %d", store.ErrInvalidCommit, what, len(id), maxKeySize-extra)
 		}
 		return nil
 	}
@@ -282,8 +284,8 @@ func (s *Store) runWriter() {
 	}
 }
 
-// writeFailure is a request whose writes failed part way; the transaction
-// must be rolled back and the batch applied again without it.
+// writeFailure is a request whose writes failed part way; the batch must
+// be dropped and the requests applied again without it.
 type writeFailure struct {
 	index int
 	err   error
@@ -291,7 +293,20 @@ type writeFailure struct {
 
 func (w *writeFailure) Error() string { return fmt.Sprintf("request %d: %v", w.index, w.err) }
 
-// commitBatch applies batch in one transaction and answers every request.
+// txn is one round of the writer: the batch's buckets and the outbox
+// sequence as the batch leaves it.
+type txn struct {
+	b         txBuckets
+	outboxSeq uint64
+}
+
+// nextOutboxSeq returns the next outbox sequence number.
+func (t *txn) nextOutboxSeq() uint64 {
+	t.outboxSeq++
+	return t.outboxSeq
+}
+
+// commitBatch applies batch in one Pebble batch and answers every request.
 func (s *Store) commitBatch(batch []*request) {
 	start := time.Now()
 	defer func() { s.stats.busyNanos.Add(int64(time.Since(start))) }()
@@ -309,24 +324,8 @@ func (s *Store) commitBatch(batch []*request) {
 	// Each round either commits, fails as a whole, or drops one request
 	// whose writes failed, so live+1 rounds are enough.
 	for round := 0; live > 0 && round <= len(batch); round++ {
-		err := s.recovered("write transaction", func() error {
-			return s.db.Update(func(tx *bolt.Tx) error {
-				b, err := bucketsOf(tx)
-				if err != nil {
-					return err
-				}
-				for i, r := range batch {
-					if !active[i] {
-						continue
-					}
-					refused, err := applyRequest(b, r)
-					if err != nil {
-						return &writeFailure{index: i, err: err}
-					}
-					results[i] = refused
-				}
-				return nil
-			})
+		err := s.recovered("write batch", func() error {
+			return s.writeRound(batch, active, results)
 		})
 		var wf *writeFailure
 		if errors.As(err, &wf) {
@@ -339,7 +338,7 @@ func (s *Store) commitBatch(batch []*request) {
 			s.stats.failedTxs.Add(1)
 			for i := range batch {
 				if active[i] {
-					results[i] = fmt.Errorf("write transaction of %d requests failed, nothing written: %w", live, err)
+					results[i] = fmt.Errorf("write batch of %d requests failed, nothing written: %w", live, err)
 				}
 			}
 			break
@@ -358,13 +357,51 @@ func (s *Store) commitBatch(batch []*request) {
 	}
 }
 
-// applyRequest applies one request inside the batch's transaction. refused
-// is the request's own error (nothing of it written); err is a failure part
-// way through writing it, which spoils the transaction.
-func applyRequest(b txBuckets, r *request) (refused, err error) {
+// writeRound applies the active requests of batch to a new Pebble batch
+// and commits it durably, then publishes the new state to readers. A
+// *writeFailure names a request to drop; any other error fails the round,
+// with nothing written.
+func (s *Store) writeRound(batch []*request, active []bool, results []error) error {
+	wb := s.db.NewIndexedBatch()
+	defer wb.Close()
+	t := &txn{b: bucketsOf(wb, wb), outboxSeq: s.outboxSeq}
+	for i, r := range batch {
+		if !active[i] {
+			continue
+		}
+		refused, err := applyRequest(t, r)
+		if err != nil {
+			return &writeFailure{index: i, err: err}
+		}
+		results[i] = refused
+	}
+	if wb.Empty() {
+		return nil // every request refused: nothing to make durable
+	}
+	if t.outboxSeq != s.outboxSeq {
+		if err := t.b.info.Put(outboxSeqKey, binary.BigEndian.AppendUint64(nil, t.outboxSeq)); err != nil {
+			return fmt.Errorf("put outbox sequence: %w", err)
+		}
+	}
+	syncStart := time.Now()
+	err := wb.Commit(s.writeOpts)
+	s.stats.syncNanos.Add(int64(time.Since(syncStart)))
+	if err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	s.outboxSeq = t.outboxSeq
+	s.publishView()
+	return nil
+}
+
+// applyRequest applies one request to the round's batch. refused is the
+// request's own error (nothing of it written); err is a failure part way
+// through writing it, which spoils the batch.
+func applyRequest(t *txn, r *request) (refused, err error) {
+	b := t.b
 	switch r.op {
 	case opAppend:
-		return applyCommit(b, r.commit)
+		return applyCommit(t, r.commit)
 	case opMarkDispatched:
 		for _, id := range r.ids {
 			if err := deleteOutboxEntries(b, id); err != nil {
@@ -381,6 +418,10 @@ func applyRequest(b txBuckets, r *request) (refused, err error) {
 		return nil, nil
 	case opSaveSnapshot:
 		return nil, putSnapshot(b, r.snap)
+	case opCreateKey:
+		return nil, createKey(b, r.key)
+	case opDeleteKey:
+		return nil, b.subjectKeys.Delete([]byte(r.key.subject))
 	default:
 		return fmt.Errorf("unknown write operation %d", r.op), nil
 	}
@@ -388,24 +429,35 @@ func applyRequest(b txBuckets, r *request) (refused, err error) {
 
 // applyCommit checks c against the stream's head and handled IDs, then
 // writes all of it. Checks come first, so a refused commit writes nothing.
-func applyCommit(b txBuckets, c *encodedCommit) (refused, err error) {
+func applyCommit(t *txn, c *encodedCommit) (refused, err error) {
+	b := t.b
 	var current uint64
 	var metaJSON []byte
-	if head := b.heads.Get([]byte(c.stream)); head != nil {
+	head, err := b.heads.Get([]byte(c.stream))
+	if err != nil {
+		return nil, fmt.Errorf("read stream head: %w", err)
+	}
+	if head != nil {
 		v, m, ok := parseHead(head)
 		if !ok {
 			return fmt.Errorf("stream head is corrupt (%d bytes)", len(head)), nil
 		}
 		current, metaJSON = v, m
 	}
+	// A stream's commits are the versions up to its head, so the head
+	// alone says whether c.version is taken.
 	switch {
-	case c.version <= current || b.commits.Get(c.key) != nil:
+	case c.version <= current:
 		return fmt.Errorf("%w: stream is at v%d", store.ErrConcurrency, current), nil
 	case c.version > current+1:
 		return fmt.Errorf("%w: stream is at v%d, so the next commit is v%d", store.ErrInvalidCommit, current, current+1), nil
 	}
 	for i, k := range c.handledKeys {
-		if v := b.handled.Get(k); v != nil {
+		v, err := b.handled.Get(k)
+		if err != nil {
+			return nil, fmt.Errorf("read handled message: %w", err)
+		}
+		if v != nil {
 			var by uint64
 			if len(v) == 8 {
 				by = binary.BigEndian.Uint64(v)
@@ -425,7 +477,7 @@ func applyCommit(b txBuckets, c *encodedCommit) (refused, err error) {
 		}
 	}
 	for _, m := range c.outbox {
-		if err := putOutboxEntry(b, m); err != nil {
+		if err := putOutboxEntry(t, m); err != nil {
 			return nil, err
 		}
 	}
@@ -448,18 +500,18 @@ func applyCommit(b txBuckets, c *encodedCommit) (refused, err error) {
 	return nil, nil
 }
 
-func putOutboxEntry(b txBuckets, m encodedOutbox) error {
-	seq, err := b.outbox.NextSequence()
-	if err != nil {
-		return fmt.Errorf("outbox sequence: %w", err)
-	}
-	key := outboxKey(m.at, seq)
+func putOutboxEntry(t *txn, m encodedOutbox) error {
+	b := t.b
+	key := outboxKey(m.at, t.nextOutboxSeq())
 	if err := b.outbox.Put(key, m.value); err != nil {
 		return fmt.Errorf("put outbox message %q: %w", m.id, err)
 	}
 	// The index value lists every pending entry with this message ID, so
 	// that a duplicate ID cannot strand an entry MarkDispatched cannot reach.
-	old := b.outboxIndex.Get([]byte(m.id))
+	old, err := b.outboxIndex.Get([]byte(m.id))
+	if err != nil {
+		return fmt.Errorf("read outbox index of %q: %w", m.id, err)
+	}
 	keys := make([]byte, 0, len(old)+outboxKeyLen)
 	keys = append(append(keys, old...), key...)
 	if err := b.outboxIndex.Put([]byte(m.id), keys); err != nil {
@@ -469,11 +521,13 @@ func putOutboxEntry(b txBuckets, m encodedOutbox) error {
 }
 
 func deleteOutboxEntries(b txBuckets, id string) error {
-	keys := b.outboxIndex.Get([]byte(id))
+	keys, err := b.outboxIndex.Get([]byte(id))
+	if err != nil {
+		return fmt.Errorf("read outbox index of %q: %w", id, err)
+	}
 	if keys == nil {
 		return nil
 	}
-	keys = append([]byte(nil), keys...) // Get's slice is only good until the next write
 	for len(keys) >= outboxKeyLen {
 		if err := b.outbox.Delete(keys[:outboxKeyLen]); err != nil {
 			return fmt.Errorf("delete outbox message %q: %w", id, err)
@@ -500,14 +554,16 @@ func putTimer(b txBuckets, t encodedTimer) error {
 }
 
 func deleteTimer(b txBuckets, id string) error {
-	if id == "" || len(id) > bolt.MaxKeySize {
+	if id == "" || len(id) > maxKeySize {
 		return nil
 	}
-	key := b.timerIndex.Get([]byte(id))
+	key, err := b.timerIndex.Get([]byte(id))
+	if err != nil {
+		return fmt.Errorf("read timer index of %q: %w", id, err)
+	}
 	if key == nil {
 		return nil
 	}
-	key = append([]byte(nil), key...)
 	if err := b.timers.Delete(key); err != nil {
 		return fmt.Errorf("delete timer %q: %w", id, err)
 	}
@@ -545,8 +601,8 @@ func (s *Store) saveSnapshot(ctx context.Context, snap store.Snapshot) error {
 	if err := store.ValidateSnapshot(snap); err != nil {
 		return err
 	}
-	if len(snap.Stream) > bolt.MaxKeySize {
-		return fmt.Errorf("%w: stream name is %d bytes, limit %d", store.ErrInvalidCommit, len(snap.Stream), bolt.MaxKeySize)
+	if len(snap.Stream) > maxKeySize {
+		return fmt.Errorf("%w: stream name is %d bytes, limit %d", store.ErrInvalidCommit, len(snap.Stream), maxKeySize)
 	}
 	value, err := encodeJSON(snap)
 	if err != nil {
@@ -565,7 +621,11 @@ func (s *Store) saveSnapshot(ctx context.Context, snap store.Snapshot) error {
 
 // putSnapshot writes snap unless the stored snapshot is at a later version.
 func putSnapshot(b txBuckets, snap *encodedSnapshot) error {
-	if old := b.snapshots.Get([]byte(snap.stream)); old != nil {
+	old, err := b.snapshots.Get([]byte(snap.stream))
+	if err != nil {
+		return fmt.Errorf("read stored snapshot of %s: %w", snap.stream, err)
+	}
+	if old != nil {
 		var prev struct {
 			Version uint64 `json:"version"`
 		}

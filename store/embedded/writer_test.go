@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/store"
@@ -111,9 +111,9 @@ func TestBatchChecksEachRequestAgainstTheOnesBeforeIt(t *testing.T) {
 	if after := s.Stats(); after.Batches != before.Batches+1 || after.Commits != before.Commits+3 {
 		t.Errorf("stats went from %+v to %+v, want one batch with three commits", before, after)
 	}
-	if after := s.Stats(); after.Busy <= before.Busy || after.PagesWritten <= before.PagesWritten ||
-		after.PageWrite-before.PageWrite > after.Busy-before.Busy {
-		t.Errorf("writer time went from %+v to %+v, want busy time, pages written, and page writes within the busy time", before, after)
+	if after := s.Stats(); after.Busy <= before.Busy || after.WALBytes <= before.WALBytes ||
+		after.SyncWait <= before.SyncWait || after.SyncWait-before.SyncWait > after.Busy-before.Busy {
+		t.Errorf("writer time went from %+v to %+v, want busy time, WAL bytes, and a sync wait within the busy time", before, after)
 	}
 	if v := loadVersions(t, s, "s"); strings.Join(v, " ") != "s/out/1/m1 s/out/2/m2" {
 		t.Errorf("stream s has commits %v", v)
@@ -138,9 +138,9 @@ func TestBatchDropsARequestWhoseWriteFailsAndCommitsTheRest(t *testing.T) {
 	s := openTest(t)
 	ctx := t.Context()
 	broken := appendReq(t, s, ctx, testCommit("b", 1, "h"))
-	// A handled key bbolt refuses, past the checks: the commit itself is
-	// already put when it fails, so the transaction must be rolled back.
-	broken.commit.handledKeys = [][]byte{make([]byte, bolt.MaxKeySize+1)}
+	// A handled key the store refuses, past the checks: the commit itself
+	// is already put when it fails, so the batch must be dropped.
+	broken.commit.handledKeys = [][]byte{make([]byte, maxKeySize+1)}
 	batch := []*request{
 		appendReq(t, s, ctx, testCommit("a", 1)),
 		broken,
@@ -151,7 +151,7 @@ func TestBatchDropsARequestWhoseWriteFailsAndCommitsTheRest(t *testing.T) {
 	if got[0] != nil || got[2] != nil {
 		t.Fatalf("healthy requests answered %v and %v, want nil", got[0], got[2])
 	}
-	if !errors.Is(got[1], bolt.ErrKeyTooLarge) {
+	if !errors.Is(got[1], errKeyTooLarge) {
 		t.Fatalf("broken request answered %v, want ErrKeyTooLarge", got[1])
 	}
 	if v := loadVersions(t, s, "b"); len(v) != 0 {
@@ -226,8 +226,8 @@ func TestStoreRejectsWhatItsKeysCannotHold(t *testing.T) {
 		c    store.Commit
 	}{
 		{"StreamWithZeroByte", testCommit("a\x00b", 1)},
-		{"StreamTooLong", testCommit(strings.Repeat("s", bolt.MaxKeySize), 1)},
-		{"HandledIDTooLong", testCommit("s", 1, strings.Repeat("h", bolt.MaxKeySize))},
+		{"StreamTooLong", testCommit(strings.Repeat("s", maxKeySize), 1)},
+		{"HandledIDTooLong", testCommit("s", 1, strings.Repeat("h", maxKeySize))},
 	}
 	for _, tc := range tests {
 		if err := s.Append(t.Context(), tc.c); !errors.Is(err, store.ErrInvalidCommit) {
@@ -254,9 +254,11 @@ func TestOpenRefusesAForeignFormat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketInfo).Put(formatKey, []byte("99"))
-	}); err != nil {
+	wb := s.db.NewBatch()
+	if err := bucketsOf(nil, wb).info.Put(formatKey, []byte("99")); err != nil {
+		t.Fatal(err)
+	}
+	if err := wb.Commit(pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {

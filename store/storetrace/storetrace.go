@@ -20,7 +20,7 @@ type Store struct {
 }
 
 // New wraps s; system names the database for the db.system.name attribute
-// ("mongodb", "bbolt"; "" leaves it out). Spans go to in (nil: none).
+// ("mongodb", "pebble"; "" leaves it out). Spans go to in (nil: none).
 func New(s store.Store, in *telemetry.Instruments, system string) *Store {
 	if in == nil {
 		in = telemetry.Noop()
