@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	bolt "go.etcd.io/bbolt"
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -43,11 +44,13 @@ import (
 // testdata/golden/<version>/; every later version must load it and carry
 // its sagas on. See testdata/golden/README.md.
 
-var updateGolden = flag.Bool("update-golden", false, "write the golden fixtures of the current stored format (testdata/golden/"+goldenVersion+") instead of checking them")
+var updateGolden = flag.Bool("update-golden", false, "write the golden fixtures of the current stored formats (testdata/golden/<version>/<backend>) that are not committed yet, then check them all")
 
-// goldenVersion is the fixture set the generator writes. Older sets stay
-// as they are: a new stored format gets a new directory.
-const goldenVersion = "v1"
+// goldenVersions are the fixture sets the generator writes, by backend:
+// each backend's stored format has its own set. Older sets stay as they
+// are: a new stored format gets a new directory, and the generator never
+// writes over a set that exists.
+var goldenVersions = map[string]string{"embedded": "v2", "mongo": "v1"}
 
 const (
 	goldenOrderWorkflow    = "golden.Order"
@@ -436,14 +439,27 @@ func stateAt(t *testing.T, e *engine.Engine, version uint64) json.RawMessage {
 	return b
 }
 
-func goldenDir(kind string) string { return filepath.Join("testdata", "golden", goldenVersion, kind) }
+func goldenDir(kind string) string {
+	return filepath.Join("testdata", "golden", goldenVersions[kind], kind)
+}
+
+// goldenSetExists reports whether the current set of kind is committed,
+// so that -update-golden leaves it alone.
+func goldenSetExists(t *testing.T, kind string) bool {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(goldenDir(kind), "expected.json")); err == nil {
+		t.Logf("%s exists; not writing over a committed set", goldenDir(kind))
+		return true
+	}
+	return false
+}
 
 // TestGoldenFixtures loads every committed fixture set into a fresh store
 // and checks it reads back and carries on; with -update-golden it writes
 // the current version's set instead.
 func TestGoldenFixtures(t *testing.T) {
 	t.Run("embedded", func(t *testing.T) {
-		if *updateGolden {
+		if *updateGolden && !goldenSetExists(t, "embedded") {
 			writeEmbeddedGolden(t)
 		}
 		dirs, _ := filepath.Glob(filepath.Join("testdata", "golden", "v*", "embedded"))
@@ -453,7 +469,7 @@ func TestGoldenFixtures(t *testing.T) {
 		for _, dir := range dirs {
 			t.Run(filepath.Base(filepath.Dir(dir)), func(t *testing.T) {
 				tmp := t.TempDir()
-				copyFile(t, filepath.Join(dir, embedded.LegacyFileName), filepath.Join(tmp, embedded.LegacyFileName))
+				copyEmbeddedFixture(t, dir, tmp)
 				st, err := embedded.Open(context.Background(), tmp)
 				if err != nil {
 					t.Fatalf("open the fixture: %v", err)
@@ -462,20 +478,8 @@ func TestGoldenFixtures(t *testing.T) {
 			})
 			t.Run(filepath.Base(filepath.Dir(dir))+"-as-a-later-format", func(t *testing.T) {
 				tmp := t.TempDir()
-				path := filepath.Join(tmp, embedded.LegacyFileName)
-				copyFile(t, filepath.Join(dir, embedded.LegacyFileName), path)
-				db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
-				if err != nil {
-					t.Fatal(err)
-				}
-				if err := db.Update(func(tx *bolt.Tx) error {
-					return tx.Bucket([]byte("info")).Put([]byte("format"), []byte(goldenLaterFormat))
-				}); err != nil {
-					t.Fatal(err)
-				}
-				if err := db.Close(); err != nil {
-					t.Fatal(err)
-				}
+				copyEmbeddedFixture(t, dir, tmp)
+				markEmbeddedFormat(t, tmp, goldenLaterFormat)
 				st, err := embedded.Open(context.Background(), tmp)
 				checkRefused(t, st, err, embedded.FormatVersion)
 			})
@@ -483,7 +487,7 @@ func TestGoldenFixtures(t *testing.T) {
 	})
 	t.Run("mongo", func(t *testing.T) {
 		uri := testenv.MongoDB(t)
-		if *updateGolden {
+		if *updateGolden && !goldenSetExists(t, "mongo") {
 			writeMongoGolden(t, uri)
 		}
 		dirs, _ := filepath.Glob(filepath.Join("testdata", "golden", "v*", "mongo"))
@@ -691,31 +695,103 @@ func writeEmbeddedGolden(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	compactBolt(t, filepath.Join(tmp, embedded.LegacyFileName), filepath.Join(dir, embedded.LegacyFileName))
+	compactPebble(t, filepath.Join(tmp, embedded.DefaultDirName))
+	copyDir(t, filepath.Join(tmp, embedded.DefaultDirName), filepath.Join(dir, embedded.DefaultDirName))
 	writeExpected(t, dir, exp)
 }
 
-// compactBolt copies the bbolt file from into a new file to, key by key
-// (bolt.Compact): the same buckets, keys and values, without the free
-// pages the store's large initial size leaves (the fixture stays small).
-func compactBolt(t *testing.T, from, to string) {
+// compactPebble rewrites the database at path into table files and
+// empties its write-ahead log, so the fixture holds the keys and values
+// once (and small).
+func compactPebble(t *testing.T, path string) {
 	t.Helper()
-	_ = os.Remove(to)
-	src, err := bolt.Open(from, 0o600, &bolt.Options{ReadOnly: true, Timeout: 5 * time.Second})
+	db, err := pebble.Open(path, &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer src.Close()
-	dst, err := bolt.Open(to, 0o644, &bolt.Options{Timeout: 5 * time.Second})
+	if err := db.Compact(context.Background(), []byte{0}, []byte{0xff}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// fixtureSkip are the files of a store directory a fixture leaves out:
+// the locks, which every Open makes anew.
+var fixtureSkip = map[string]bool{"LOCK": true, "sagaflow.lock": true}
+
+// copyDir copies the regular files of directory from into directory to.
+func copyDir(t *testing.T, from, to string) {
+	t.Helper()
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(from)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := bolt.Compact(dst, src, 1<<20); err != nil {
+	for _, e := range entries {
+		if e.Type().IsRegular() && !fixtureSkip[e.Name()] {
+			copyFile(t, filepath.Join(from, e.Name()), filepath.Join(to, e.Name()))
+		}
+	}
+}
+
+// copyEmbeddedFixture copies an embedded fixture set's store into dir:
+// the bbolt file of format 1 or the Pebble directory of later formats.
+func copyEmbeddedFixture(t *testing.T, set, dir string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(set, embedded.LegacyFileName)); err == nil {
+		copyFile(t, filepath.Join(set, embedded.LegacyFileName), filepath.Join(dir, embedded.LegacyFileName))
+		return
+	}
+	copyDir(t, filepath.Join(set, embedded.DefaultDirName), filepath.Join(dir, embedded.DefaultDirName))
+}
+
+// pebbleFormatKey is the embedded store's format marker in its Pebble key
+// space: the info bucket's prefix byte (store/embedded/kv.go) and "format".
+var pebbleFormatKey = []byte("\x09format")
+
+// markEmbeddedFormat sets the format marker of the store copied into dir
+// to format, in the bbolt file (format 1) or the Pebble database.
+func markEmbeddedFormat(t *testing.T, dir, format string) {
+	t.Helper()
+	if path := filepath.Join(dir, embedded.LegacyFileName); fileExists(path) {
+		db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket([]byte("info")).Put([]byte("format"), []byte(format))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	db, err := pebble.Open(filepath.Join(dir, embedded.DefaultDirName), &pebble.Options{FormatMajorVersion: pebble.FormatNewest})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := dst.Close(); err != nil {
+	if v, closer, err := db.Get(pebbleFormatKey); err != nil || string(v) != embedded.FormatVersion {
+		t.Fatalf("the fixture's format marker is %q, %v; want %q", v, err, embedded.FormatVersion)
+	} else {
+		_ = closer.Close()
+	}
+	if err := db.Set(pebbleFormatKey, []byte(format), pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func writeMongoGolden(t *testing.T, uri string) {
