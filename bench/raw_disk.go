@@ -9,10 +9,11 @@ import (
 
 // rawDisk measures what a durable write costs on the file system the
 // embedded store uses (the temporary directory's): appending to a file
-// and syncing it, as a write-ahead log's group commit does, and
-// overwriting scattered pages and syncing, as a B+tree transaction such
-// as bbolt's does. They bound any embedded store on this disk: a commit
-// is durable only after a sync.
+// and syncing it, as a write-ahead log's group commit does (the embedded
+// store's Pebble), and overwriting scattered pages and syncing, as a
+// B+tree transaction such as bbolt's does (stored format 1; kept as the
+// figure that says why the store moved). They bound any embedded store on
+// this disk: a commit is durable only after a sync.
 type rawDisk struct {
 	dur time.Duration
 }
@@ -21,7 +22,7 @@ type rawDisk struct {
 const (
 	diskSmallAppend = 4 << 10
 	diskLargeAppend = 1 << 20
-	diskPages       = 512 // about what one bbolt transaction writes at full load
+	diskPages       = 512 // about what one bbolt transaction wrote at full load
 	diskPageSize    = 4 << 10
 	diskPageSpan    = 16384 // pages of the file the page writes land in (64 MiB)
 )
