@@ -92,7 +92,18 @@ var errKeyTooLarge = errors.New("key too large")
 // Cursor returns an iterator over the bucket's keys in byte order. Close
 // it, and check its error, when done.
 func (b bucket) Cursor() (*cursor, error) {
-	it, err := b.r.NewIter(&pebble.IterOptions{LowerBound: []byte{b.prefix}, UpperBound: []byte{b.prefix + 1}})
+	return b.newCursor([]byte{b.prefix}, []byte{b.prefix + 1})
+}
+
+// Range returns an iterator over the bucket's keys k with from <= k < to,
+// in byte order; tight bounds let Pebble skip the table files outside
+// them. Close it, and check its error, when done.
+func (b bucket) Range(from, to []byte) (*cursor, error) {
+	return b.newCursor(b.key(from), b.key(to))
+}
+
+func (b bucket) newCursor(lower, upper []byte) (*cursor, error) {
+	it, err := b.r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return nil, fmt.Errorf("open iterator: %w", err)
 	}

@@ -1,11 +1,11 @@
 package embedded
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -28,14 +28,32 @@ func (s *Store) Load(ctx context.Context, stream string, from uint64) ([]store.C
 		return out, nil // no such stream can be written
 	}
 	err := s.view(ctx, func(b txBuckets) error {
-		prefix := streamPrefix(stream)
-		c, err := b.commits.Cursor()
+		// The head bounds the scan: a stream without one has no commits
+		// (a fresh stream costs one bloom-filtered lookup, no iterator),
+		// and the commits end at its version.
+		head, err := b.heads.Get([]byte(stream))
+		if err != nil || head == nil {
+			return err
+		}
+		version, _, ok := parseHead(head)
+		if !ok {
+			return fmt.Errorf("corrupt stream head (%d bytes)", len(head))
+		}
+		if from > version {
+			return nil
+		}
+		upper := commitKey(stream, version+1)
+		if version == math.MaxUint64 {
+			upper = append([]byte(stream), 1) // past every key of the stream
+		}
+		c, err := b.commits.Range(commitKey(stream, from), upper)
 		if err != nil {
 			return err
 		}
+		prefixLen := len(streamPrefix(stream))
 		return closing(c, func() error {
 			n := 0
-			for k, v := c.Seek(commitKey(stream, from)); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			for k, v := c.First(); k != nil; k, v = c.Next() {
 				if n++; n%ctxCheckEvery == 0 {
 					if err := ctx.Err(); err != nil {
 						return err
@@ -43,7 +61,7 @@ func (s *Store) Load(ctx context.Context, stream string, from uint64) ([]store.C
 				}
 				var cm store.Commit
 				if err := json.Unmarshal(v, &cm); err != nil {
-					return fmt.Errorf("decode commit v%d: %w", binary.BigEndian.Uint64(k[len(prefix):]), err)
+					return fmt.Errorf("decode commit v%d: %w", binary.BigEndian.Uint64(k[prefixLen:]), err)
 				}
 				out = append(out, cm)
 			}
