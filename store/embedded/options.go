@@ -3,6 +3,8 @@ package embedded
 import (
 	"log/slog"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Defaults for the options.
@@ -43,6 +45,7 @@ type config struct {
 	dirName        string
 	noSync         bool
 	logger         *slog.Logger
+	fs             vfs.FS // nil: the local disk; tests wrap it to hold syncs
 }
 
 func defaultConfig() config {

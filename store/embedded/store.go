@@ -188,6 +188,7 @@ func pebbleOptions(cfg config, log *slog.Logger) *pebble.Options {
 		MemTableSize:       uint64(cfg.memTableBytes),
 		FormatMajorVersion: pebble.FormatNewest,
 		Logger:             pebbleLogger{log},
+		FS:                 cfg.fs,
 	}
 	for i := range o.Levels {
 		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
