@@ -131,16 +131,7 @@ func TestOpenRedoesAMigrationThatDidNotFinish(t *testing.T) {
 	dir := t.TempDir()
 	writeLegacy(t, dir, "1")
 	// What a crash part way through a copy leaves: keys, no format marker.
-	db, err := pebble.Open(filepath.Join(dir, DefaultDirName), &pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Set(append([]byte{prefixHeads}, "half-copied"...), headValue(9, nil), pebble.Sync); err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
+	setRaw(t, dir, append([]byte{prefixHeads}, "half-copied"...), headValue(9, nil))
 	s, err := Open(t.Context(), dir)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
@@ -155,14 +146,7 @@ func TestOpenRedoesAMigrationThatDidNotFinish(t *testing.T) {
 func TestOpenRefusesALegacyFileOfAnotherFormat(t *testing.T) {
 	dir := t.TempDir()
 	writeLegacy(t, dir, "999")
-	s, err := Open(t.Context(), dir)
-	if err == nil {
-		_ = s.Close()
-		t.Fatal("Open migrated a file of format 999")
-	}
-	if !errors.Is(err, store.ErrUnsupportedFormat) || !strings.Contains(err.Error(), `"999"`) || !strings.Contains(err.Error(), `"`+FormatVersion+`"`) {
-		t.Errorf("Open of a format-999 file: %v; want store.ErrUnsupportedFormat naming both formats", err)
-	}
+	wantRefused(t, dir, `"999"`, `"`+FormatVersion+`"`, `"`+legacyFormat+`"`)
 	if _, err := os.Stat(filepath.Join(dir, LegacyFileName)); err != nil {
 		t.Errorf("the refused file was moved: %v", err)
 	}
@@ -170,23 +154,42 @@ func TestOpenRefusesALegacyFileOfAnotherFormat(t *testing.T) {
 
 func TestOpenRefusesAStoreWithDataAndNoFormat(t *testing.T) {
 	dir := t.TempDir()
+	setRaw(t, dir, []byte("foreign"), []byte("x"))
+	wantRefused(t, dir, "no format marker")
+}
+
+// setRaw sets key to value in the Pebble database of the store in dir,
+// past the store's own code.
+func setRaw(t *testing.T, dir string, key, value []byte) {
+	t.Helper()
 	db, err := pebble.Open(filepath.Join(dir, DefaultDirName), &pebble.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Set([]byte("foreign"), []byte("x"), pebble.Sync); err != nil {
+	if err := db.Set(key, value, pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// wantRefused requires Open of dir to fail with store.ErrUnsupportedFormat
+// and an error naming each of names.
+func wantRefused(t *testing.T, dir string, names ...string) {
+	t.Helper()
 	s, err := Open(t.Context(), dir)
 	if err == nil {
 		_ = s.Close()
-		t.Fatal("Open accepted a database it did not write")
+		t.Fatalf("Open of %s accepted a store of a format it does not read", dir)
 	}
 	if !errors.Is(err, store.ErrUnsupportedFormat) {
-		t.Errorf("Open of a foreign database: %v; want store.ErrUnsupportedFormat", err)
+		t.Errorf("Open: %v; want store.ErrUnsupportedFormat", err)
+	}
+	for _, name := range names {
+		if !strings.Contains(err.Error(), name) {
+			t.Errorf("Open: %v; want it to name %s", err, name)
+		}
 	}
 }
 

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/store"
 )
@@ -250,26 +248,9 @@ func TestStoreRejectsWhatItsKeysCannotHold(t *testing.T) {
 
 func TestOpenRefusesAForeignFormat(t *testing.T) {
 	dir := t.TempDir()
-	s, err := Open(t.Context(), dir)
-	if err != nil {
+	if err := openIn(t, dir).Close(); err != nil {
 		t.Fatal(err)
 	}
-	wb := s.db.NewBatch()
-	if err := bucketsOf(nil, wb).info.Put(formatKey, []byte("99")); err != nil {
-		t.Fatal(err)
-	}
-	if err := wb.Commit(pebble.Sync); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s2, err := Open(t.Context(), dir)
-	if err == nil {
-		_ = s2.Close()
-		t.Fatal("Open accepted a file of format 99")
-	}
-	if !errors.Is(err, store.ErrUnsupportedFormat) || !strings.Contains(err.Error(), `"99"`) || !strings.Contains(err.Error(), `"`+FormatVersion+`"`) {
-		t.Errorf("Open of a format-99 file: %v; want store.ErrUnsupportedFormat naming both versions", err)
-	}
+	setRaw(t, dir, bucket{prefix: prefixInfo}.key(formatKey), []byte("99"))
+	wantRefused(t, dir, `"99"`, `"`+FormatVersion+`"`)
 }
