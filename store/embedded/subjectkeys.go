@@ -102,8 +102,5 @@ func (s *Store) writeKey(ctx context.Context, op opKind, w *subjectKeyWrite) err
 		return fmt.Errorf("%w: subject is %d bytes, limit %d", store.ErrInvalidCommit, len(w.subject), maxKeySize)
 	}
 	r := &request{ctx: ctx, op: op, key: w, done: make(chan error, 1)}
-	if err := s.enqueue(ctx, r); err != nil {
-		return err
-	}
-	return s.await(ctx, r)
+	return s.submit(ctx, r)
 }

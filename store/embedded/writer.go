@@ -111,10 +111,7 @@ func (s *Store) append(ctx context.Context, c store.Commit) error {
 		return err
 	}
 	r := &request{ctx: ctx, op: opAppend, commit: enc, done: make(chan error, 1)}
-	if err := s.enqueue(ctx, r); err != nil {
-		return err
-	}
-	return s.await(ctx, r)
+	return s.submit(ctx, r)
 }
 
 // MarkDispatched removes the outbox entries of the given message IDs from
@@ -180,6 +177,14 @@ func (s *Store) enqueue(ctx context.Context, r *request) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// submit hands r to the writer and waits for its answer.
+func (s *Store) submit(ctx context.Context, r *request) error {
+	if err := s.enqueue(ctx, r); err != nil {
+		return err
+	}
+	return s.await(ctx, r)
 }
 
 // await waits for the writer's answer to r. The writer answers every
@@ -613,10 +618,7 @@ func (s *Store) saveSnapshot(ctx context.Context, snap store.Snapshot) error {
 			store.ErrInvalidCommit, message.ErrPayloadTooLarge, len(value), s.cfg.maxCommitBytes)
 	}
 	r := &request{ctx: ctx, op: opSaveSnapshot, snap: &encodedSnapshot{stream: snap.Stream, version: snap.Version, value: value}, done: make(chan error, 1)}
-	if err := s.enqueue(ctx, r); err != nil {
-		return err
-	}
-	return s.await(ctx, r)
+	return s.submit(ctx, r)
 }
 
 // putSnapshot writes snap unless the stored snapshot is at a later version.
