@@ -96,13 +96,29 @@ func TestOpenMigratesAFormat1File(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reopen: %v", err)
 	}
-	defer s.Close()
 	pending, err := s.PendingOutbox(t.Context(), legacyAt, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(pending) != 2 || pending[0].Version != 1 || pending[1].Version != 2 {
 		t.Errorf("pending outbox after the migration and a new commit: %+v; want v1's entry, then v2's", pending)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// A crash after the marker but before the rename leaves the old file
+	// in place: Open must move it aside, not copy it over the newer store.
+	if err := os.Rename(filepath.Join(dir, LegacyFileName+".migrated"), filepath.Join(dir, LegacyFileName)); err != nil {
+		t.Fatal(err)
+	}
+	s = openIn(t, dir)
+	defer s.Close()
+	if v := loadVersions(t, s, "s"); len(v) != 2 {
+		t.Errorf("after reopening beside the old file, stream s has commits %v; want v1 and v2", v)
+	}
+	if _, err := os.Stat(filepath.Join(dir, LegacyFileName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the old file is still in Open's way: %v", err)
 	}
 }
 
