@@ -49,3 +49,82 @@ func TestPassivatedActorsAreCollected(t *testing.T) {
 		runtime.GC()
 	}
 }
+
+// TestPassivationStopsIdleActorsInWaves holds every keyed actor that
+// stops, and checks that the router stops one wave of them and waits for
+// those to terminate, up to the stall limit. Then it lets them go and
+// checks that the later waves stop every other idle actor. The test sends
+// the passivation ticks itself.
+func TestPassivationStopsIdleActorsInWaves(t *testing.T) {
+	const n = 3*passivationWaveSize + 10
+	gate := make(chan struct{})
+	var stopping atomic.Int64
+	log := &entityLog{}
+	hook := func(e entity) {
+		// Only this test's actors: other tests' systems may still run.
+		if r, ok := e.(*recordingEntity); !ok || r.log != log {
+			return
+		}
+		stopping.Add(1)
+		<-gate
+	}
+	testHookKeyedStopping.Store(&hook)
+	t.Cleanup(func() { testHookKeyedStopping.Store(nil) })
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(gate)
+		}
+	}
+	t.Cleanup(release)
+
+	sys := newTestSystem(t)
+	factory := func(string) entity { return &recordingEntity{log: log} }
+	const idle = 10 * time.Millisecond
+	router := sys.Root.Spawn(routerProps(context.Background(), factory, idle, time.Hour))
+	ds := make([]*fakeDelivery, n)
+	for i := range n {
+		ds[i] = newFakeDelivery(fmt.Sprintf("key-%05d", i), 1)
+		sys.Root.Send(router, &deliveryMsg{d: ds[i]})
+	}
+	for _, d := range ds {
+		if how, _ := d.wait(t); how != "ack" {
+			t.Fatalf("%s settled by %s", d.env.ID, how)
+		}
+	}
+	time.Sleep(3 * idle)
+	deadline := time.Now().Add(10 * time.Second)
+	waitFor := func(want int64, what string) {
+		t.Helper()
+		for stopping.Load() < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d actors stopping, want %d %s", stopping.Load(), want, what)
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	held := func(want int64, what string) {
+		t.Helper()
+		time.Sleep(50 * time.Millisecond)
+		if got := stopping.Load(); got != want {
+			t.Fatalf("%d actors stopping %s, want %d", got, what, want)
+		}
+	}
+	tick := func() { sys.Root.Send(router, &passivationTick{}) }
+
+	tick()
+	waitFor(passivationWaveSize, "in the first wave")
+	held(passivationWaveSize, "while the first wave is held")
+	for range stalledWaveTicks {
+		tick()
+	}
+	held(passivationWaveSize, "after ticks within the stall limit")
+	// One tick more: the held wave is presumed stalled, a new one starts.
+	tick()
+	waitFor(2*passivationWaveSize, "in the wave after a stalled one")
+	held(2*passivationWaveSize, "while the second wave is held")
+
+	release()
+	waitFor(n, "once the waves are let go")
+}
