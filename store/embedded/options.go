@@ -21,9 +21,12 @@ const (
 	DefaultDirName = "sagaflow.pebble"
 	// DefaultCacheBytes is the size of Pebble's block cache (32 MiB).
 	DefaultCacheBytes = 32 << 20
-	// DefaultMemTableBytes is the size of one Pebble memtable (8 MiB): the
-	// writes that are served from memory until flushed to a table file.
-	DefaultMemTableBytes = 8 << 20
+	// DefaultMemTableBytes is the size of one Pebble memtable (4 MiB, as
+	// Pebble's own default): the writes that are served from memory until
+	// flushed to a table file. Pebble keeps a flushed memtable's memory to
+	// reuse for the next one, so an idle store holds about two of them
+	// outside the Go heap.
+	DefaultMemTableBytes = 4 << 20
 
 	// maxBatchLimit bounds WithMaxBatch.
 	maxBatchLimit = 65536

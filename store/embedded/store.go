@@ -82,6 +82,11 @@ type Stats struct {
 	SyncWait time.Duration
 	// WALBytes is the number of bytes written to the write-ahead log.
 	WALBytes uint64
+	// CacheBytes is what the block cache holds now, and MemTableBytes what
+	// the memtables (the current one and those waiting for a flush) have
+	// reserved. Pebble keeps both outside the Go heap, in memory it
+	// allocates itself (with C's malloc in a cgo build).
+	CacheBytes, MemTableBytes uint64
 }
 
 // Open opens (creating when needed) the store in directory dir, in the
@@ -238,7 +243,10 @@ func (s *Store) Stats() Stats {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if !s.closed.Load() {
-		st.WALBytes = s.db.Metrics().WAL.BytesWritten
+		m := s.db.Metrics()
+		st.WALBytes = m.WAL.BytesWritten
+		st.CacheBytes = uint64(max(m.BlockCache.Size, 0))
+		st.MemTableBytes = m.MemTable.Size
 	}
 	return st
 }
