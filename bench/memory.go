@@ -112,11 +112,14 @@ func memoryChild(ctx context.Context, cfg childConfig) error {
 		Status: StatusOK, Actors: cfg.Count,
 		BaselineRSS: mib(base.RSS), BaselineAnon: mib(base.Anon), BaselineFile: mib(base.File), BaselineHeap: mib(base.Heap),
 		IdleRSS: mib(idle.RSS), IdleAnon: mib(idle.Anon), IdleFile: mib(idle.File), IdleHeap: mib(idle.Heap),
+		IdleStacks:  mib(idle.Stacks),
 		SendSeconds: send.Seconds(),
 	}
 	if cfg.Count > 0 && idle.Anon > base.Anon {
 		res.AnonPerActor = float64(idle.Anon-base.Anon) / float64(cfg.Count)
 	}
+	stats := st.Stats()
+	res.IdleStoreCache, res.IdleStoreMemTables = mib(stats.CacheBytes), mib(stats.MemTableBytes)
 	if size, err := dirSize(st.Path()); err == nil {
 		res.StoreFile = mib(size)
 	}

@@ -13,7 +13,7 @@ import (
 // memSample is a process's resident memory, from /proc/self/status, and
 // the Go heap in use.
 type memSample struct {
-	RSS, Anon, File, Heap uint64 // bytes
+	RSS, Anon, File, Heap, Stacks uint64 // bytes
 }
 
 // sampleMemory collects garbage, returns freed memory to the OS (so that
@@ -28,7 +28,7 @@ func sampleMemory() (memSample, error) {
 	if err != nil {
 		return memSample{}, err
 	}
-	s.Heap = ms.HeapInuse
+	s.Heap, s.Stacks = ms.HeapInuse, ms.StackInuse
 	return s, nil
 }
 

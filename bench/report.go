@@ -219,8 +219,15 @@ type MemoryResult struct {
 	IdleRSS  MiB `json:"idle_rss_mib"`
 	IdleAnon MiB `json:"idle_rss_anon_mib"`
 	IdleFile MiB `json:"idle_rss_file_mib"`
-	// IdleHeap is the Go heap in use then.
-	IdleHeap MiB `json:"idle_heap_mib"`
+	// IdleHeap is the Go heap in use then, and IdleStacks the goroutine
+	// stacks.
+	IdleHeap   MiB `json:"idle_heap_mib"`
+	IdleStacks MiB `json:"idle_stacks_mib"`
+	// IdleStoreCache and IdleStoreMemTables are what the embedded store's
+	// Pebble block cache holds and its memtables reserve at the idle
+	// figure: memory outside the Go heap, part of the anonymous RSS.
+	IdleStoreCache     MiB `json:"idle_store_cache_mib"`
+	IdleStoreMemTables MiB `json:"idle_store_memtables_mib"`
 	// AnonPerActor is the growth of the anonymous RSS from the baseline
 	// to the idle figure per actor, in bytes: what one idle actor costs
 	// (the file-backed part grows with the data stored, not the actors).
@@ -345,8 +352,8 @@ func (r *Report) PrintTable(w io.Writer) {
 		row(tw, "RSS before any actor", m.Status, fmt.Sprintf("%.1f MiB (anon %.1f, file %.1f; Go heap %.1f)",
 			m.BaselineRSS, m.BaselineAnon, m.BaselineFile, m.BaselineHeap))
 		row(tw, fmt.Sprintf("RSS with %d idle aggregate actors", m.Actors), m.Status,
-			fmt.Sprintf("%.1f MiB (anon %.1f, file %.1f; Go heap %.1f); anon %.0f B per actor; store file %.1f MiB",
-				m.IdleRSS, m.IdleAnon, m.IdleFile, m.IdleHeap, m.AnonPerActor, m.StoreFile))
+			fmt.Sprintf("%.1f MiB (anon %.1f, file %.1f; Go heap %.1f, stacks %.1f, store cache %.1f, memtables %.1f); anon %.0f B per actor; store file %.1f MiB",
+				m.IdleRSS, m.IdleAnon, m.IdleFile, m.IdleHeap, m.IdleStacks, m.IdleStoreCache, m.IdleStoreMemTables, m.AnonPerActor, m.StoreFile))
 		row(tw, "RSS after passivation", m.Status,
 			fmt.Sprintf("%.1f MiB (anon %.1f, file %.1f; Go heap %.1f); %d of %d sampled actors had been passivated",
 				m.PassivatedRSS, m.PassivatedAnon, m.PassivatedFile, m.PassivatedHeap, m.SampledPassivated, m.Sampled))
