@@ -32,6 +32,11 @@ type Config struct {
 	Out string `json:"-"`
 	// CPUProfile is the CPU profile file ("" takes none).
 	CPUProfile string `json:"-"`
+	// HalfTrace is the file for a runtime execution trace of the first
+	// half-load measurement window on the embedded default ("" takes none):
+	// `go tool trace -pprof=sched` on it shows where goroutines waited to
+	// run.
+	HalfTrace string `json:"-"`
 	// MemProfile is the prefix of the memory section's heap profiles
 	// (PREFIX-idle.pprof and PREFIX-passivated.pprof; "" takes none).
 	MemProfile string `json:"-"`
@@ -117,6 +122,7 @@ func ParseFlags(args []string) (Config, error) {
 	comp := fs.String("compensation", "0,20", "percentages of sagas whose last step fails, comma-separated")
 	fs.StringVar(&c.Out, "out", c.Out, "write the results as JSON to this file (empty: none)")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the harness process to this file")
+	fs.StringVar(&c.HalfTrace, "halftrace", "", "write an execution trace of the first half-load window on the embedded default to this file")
 	fs.StringVar(&c.MemProfile, "memprofile", "", "write the memory section's heap profiles to PREFIX-idle.pprof and PREFIX-passivated.pprof")
 	fs.DurationVar(&c.RawDuration, "raw-duration", c.RawDuration, "length of each raw measurement")
 	fs.DurationVar(&c.Warmup, "warmup", c.Warmup, "warm-up before each saga measurement")

@@ -26,7 +26,10 @@
 // sections; -cpuprofile profiles the harness process (which hosts the
 // engines of the embedded and distributed sections); -memprofile PREFIX
 // writes the memory child's heap profiles with its actors idle and after
-// passivation.
+// passivation; -halftrace FILE takes an execution trace of the first
+// half-load window on the embedded default (`go tool trace -pprof=sched
+// FILE` then shows where goroutines waited for a CPU). The JSON has p90
+// and p99.9 latencies besides the table's p50 and p99.
 //
 //	go run ./bench -out bench-results.json
 //

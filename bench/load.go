@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
+	"os"
+	"runtime/trace"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -33,12 +36,15 @@ type phase struct {
 	// maxInFlight bounds the open loop: starts beyond it are skipped and
 	// counted as late.
 	maxInFlight int
+	// traceFile, if set, gets an execution trace of the window.
+	traceFile string
 }
 
 // phaseResult is what a phase measured.
 type phaseResult struct {
 	Rate        float64
 	P50, P99    time.Duration
+	P90, P999   time.Duration
 	Sagas       int // started in the window
 	Compensated int // of those
 	Unfinished  int // of all started, after the drain
@@ -161,6 +167,13 @@ func (p phase) run(ctx context.Context, watch *sagaWatch) (phaseResult, error) {
 	runCtx, cancel := context.WithDeadline(ctx, stop.Add(p.drain))
 	defer cancel()
 	window := p.sampleWindow(runCtx, t.from, t.to)
+	if p.traceFile != "" {
+		traceDone, err := traceWindow(runCtx, p.traceFile, t.from, t.to)
+		if err != nil {
+			return phaseResult{}, err
+		}
+		defer func() { <-traceDone }()
+	}
 	startOne := func(n int64, at time.Time) {
 		id := fmt.Sprintf("%s-%d", p.prefix, n)
 		in, _ := json.Marshal(Input{ID: id, Fail: fails(n, p.failPct)})
@@ -250,6 +263,8 @@ func (p phase) run(ctx context.Context, watch *sagaWatch) (phaseResult, error) {
 		Rate:        float64(t.finishedIn) / p.duration.Seconds(),
 		P50:         percentile(lat, 0.50),
 		P99:         percentile(lat, 0.99),
+		P90:         percentile(lat, 0.90),
+		P999:        percentile(lat, 0.999),
 		Sagas:       t.inWindow,
 		Compensated: t.compensated,
 		Unfinished:  unfinished,
@@ -322,4 +337,41 @@ func pollUntil(ctx context.Context, interval time.Duration, cond func() bool) bo
 		}
 	}
 	return true
+}
+
+// traceWindow writes an execution trace of the window [from, to) to path,
+// from a goroutine of its own; the channel it returns is closed when the
+// trace is written (or ctx ended it early).
+func traceWindow(ctx context.Context, path string, from, to time.Time) (<-chan struct{}, error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create trace file: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer f.Close()
+		if !sleepUntil(ctx, from) {
+			return
+		}
+		if err := trace.Start(f); err != nil {
+			slog.Warn("execution trace not taken", "err", err)
+			return
+		}
+		sleepUntil(ctx, to)
+		trace.Stop()
+	}()
+	return done, nil
+}
+
+// sleepUntil waits until t or until ctx is done; it reports whether t came.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	timer := time.NewTimer(time.Until(t))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

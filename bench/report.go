@@ -159,6 +159,10 @@ type SagaResult struct {
 	// the window (from their scheduled start at half load).
 	P50 Millis `json:"p50_ms"`
 	P99 Millis `json:"p99_ms"`
+	// P90 and P999 (the 99.9th percentile) are in the JSON only: they
+	// show the shape of the tail.
+	P90  Millis `json:"p90_ms"`
+	P999 Millis `json:"p999_ms"`
 	// Sagas counts the sagas started in the window; Compensated those of
 	// them that were compensated; Unfinished those not finished after the
 	// drain; Late the half-load starts more than 1s behind schedule.

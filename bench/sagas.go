@@ -63,6 +63,9 @@ func (s sagaSection) run(ctx context.Context) []SagaResult {
 		half.rate = fr.Rate / 2
 		half.starters = s.cfg.Starters
 		half.maxInFlight = max(4*s.window, 1000)
+		if s.backend == BackendEmbedded && pi == 0 {
+			half.traceFile = s.cfg.HalfTrace
+		}
 		slog.Info("saga phase", "backend", s.backend, "compensation_percent", pct, "load", "half", "rate", half.rate)
 		hr, err := s.runPhase(ctx, half)
 		res = s.result(pct, "half", hr, err)
@@ -130,6 +133,7 @@ func (s sagaSection) result(pct int, load string, r runPhaseResult, err error) S
 		return res
 	}
 	res.Rate, res.P50, res.P99 = r.Rate, millis(r.P50), millis(r.P99)
+	res.P90, res.P999 = millis(r.P90), millis(r.P999)
 	res.Sagas, res.Compensated, res.Unfinished, res.Late, res.Cost = r.Sagas, r.Compensated, r.Unfinished, r.Late, r.Cost
 	res.Store = r.Store
 	res.StartErrors = r.StartErrors

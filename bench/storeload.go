@@ -36,6 +36,9 @@ type StoreLoad struct {
 	// batch of the window, and WALKiBPerTx the log bytes it wrote.
 	RequestsPerTx float64 `json:"requests_per_transaction,omitempty"`
 	WALKiBPerTx   float64 `json:"wal_kib_per_transaction,omitempty"`
+	// ReadAmp is the embedded store's read amplification at the window's
+	// end: the places a lookup of a missing key probes.
+	ReadAmp int `json:"read_amp,omitempty"`
 
 	// Commands is the MongoDB server commands per saga over the phase,
 	// and Finds, Inserts, Updates and Deletes the commands of each kind
@@ -55,6 +58,7 @@ type storeSample struct {
 	// The embedded store's writer.
 	txs, requests, walBytes int64
 	busy, syncWait          time.Duration
+	readAmp                 int
 	// The MongoDB store's server commands.
 	commands commandTotals
 }
@@ -65,7 +69,7 @@ func embeddedSampler(st *embedded.Store) func() storeSample {
 		s := st.Stats()
 		return storeSample{
 			at: time.Now(), txs: int64(s.Batches), requests: int64(s.Requests), walBytes: int64(s.WALBytes),
-			busy: s.Busy, syncWait: s.SyncWait,
+			busy: s.Busy, syncWait: s.SyncWait, readAmp: s.ReadAmp,
 		}
 	}
 }
@@ -141,6 +145,7 @@ func storeLoad(phaseFrom, winFrom, winTo, phaseTo *storeSample, sagas int) *Stor
 			}
 			l.RequestsPerTx = float64(winTo.requests-winFrom.requests) / txs
 			l.WALKiBPerTx = float64(winTo.walBytes-winFrom.walBytes) / 1024 / txs
+			l.ReadAmp = winTo.readAmp
 		}
 	}
 	if phaseFrom != nil && phaseTo != nil && sagas > 0 {
@@ -164,8 +169,8 @@ func storeLoad(phaseFrom, winFrom, winTo, phaseTo *storeSample, sagas int) *Stor
 func (l *StoreLoad) describe() string {
 	var parts []string
 	if l.RequestsPerTx > 0 {
-		parts = append(parts, fmt.Sprintf("writer busy %.0f%% of the window; a batch %.2f ms (%.0f%% of it writing the log and syncing), %.0f writes, %.0f KiB of log",
-			100*l.WriterBusy, l.TxMillis, 100*l.SyncShare, l.RequestsPerTx, l.WALKiBPerTx))
+		parts = append(parts, fmt.Sprintf("writer busy %.0f%% of the window; a batch %.2f ms (%.0f%% of it writing the log and syncing), %.0f writes, %.0f KiB of log; read amplification %d",
+			100*l.WriterBusy, l.TxMillis, 100*l.SyncShare, l.RequestsPerTx, l.WALKiBPerTx, l.ReadAmp))
 	}
 	if l.Commands > 0 {
 		parts = append(parts, fmt.Sprintf("%.1f server commands per saga (find %.1f, insert %.1f, update %.1f, delete %.1f), %.2f ms each on average",

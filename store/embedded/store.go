@@ -87,6 +87,12 @@ type Stats struct {
 	// reserved. Pebble keeps both outside the Go heap, in memory it
 	// allocates itself (with C's malloc in a cgo build).
 	CacheBytes, MemTableBytes uint64
+	// ReadAmp is how many places a point lookup that finds nothing
+	// probes now (the memtables count as one, then each sublevel of level
+	// 0 and each other level with tables): the store's reads, and the
+	// writer's checks for keys that are not there, cost about that many
+	// table probes each.
+	ReadAmp int
 }
 
 // Open opens (creating when needed) the store in directory dir, in the
@@ -247,6 +253,7 @@ func (s *Store) Stats() Stats {
 		st.WALBytes = m.WAL.BytesWritten
 		st.CacheBytes = uint64(max(m.BlockCache.Size, 0))
 		st.MemTableBytes = m.MemTable.Size
+		st.ReadAmp = m.ReadAmp()
 	}
 	return st
 }
