@@ -20,17 +20,24 @@ func AggregateStream(typeName, id string) string {
 
 // NewAggregateFactory returns the entity factory for aggregates of type t.
 func NewAggregateFactory(deps *Deps, t aggregate.Type) EntityFactory {
+	shared := &aggregateShared{deps: deps, typ: t}
 	return func(key string) entity {
-		return &aggregateEntity{deps: deps, typ: t, id: key}
+		return &aggregateEntity{aggregateShared: shared, id: key}
 	}
+}
+
+// aggregateShared is what every aggregate entity of one type needs, kept
+// once: an idle aggregate actor's entity is then 80 bytes, not 96.
+type aggregateShared struct {
+	deps *Deps
+	typ  aggregate.Type
 }
 
 // aggregateEntity is one event-sourced aggregate: it folds its stream into
 // state on first use, then decides each command and commits the events,
 // the handled command ID and the reply together.
 type aggregateEntity struct {
-	deps    *Deps
-	typ     aggregate.Type
+	*aggregateShared
 	id      string
 	loaded  bool
 	state   any

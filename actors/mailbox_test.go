@@ -213,10 +213,14 @@ func (o *orderInvoker) InvokeUserMessage(m any) {
 
 func (o *orderInvoker) EscalateFailure(reason, m any) { o.fail("escalated %v on %v", reason, m) }
 
-// TestIdleKeyedMailboxIsSmall keeps the point of the keyed mailbox: an
-// idle actor's mailbox is one small object.
-func TestIdleKeyedMailboxIsSmall(t *testing.T) {
+// TestIdleKeyedActorPartsAreSmall keeps what an idle aggregate actor's own
+// objects cost (docs/ARCHITECTURE.md, "Keyed actors' memory"): its mailbox
+// and its entity.
+func TestIdleKeyedActorPartsAreSmall(t *testing.T) {
 	if size := unsafe.Sizeof(keyedMailbox{}); size > 64 {
-		t.Fatalf("keyedMailbox is %d bytes, want at most 64", size)
+		t.Errorf("keyedMailbox is %d bytes, want at most 64", size)
+	}
+	if size := unsafe.Sizeof(aggregateEntity{}); size > 80 {
+		t.Errorf("aggregateEntity is %d bytes, want at most 80", size)
 	}
 }
