@@ -53,6 +53,7 @@ type phaseResult struct {
 	FirstError  error
 	Cost        Cost
 	Store       *StoreLoad
+	StealShare  float64 // of the window
 }
 
 // maxStartErrors ends a phase whose starts keep failing.
@@ -272,6 +273,9 @@ func (p phase) run(ctx context.Context, watch *sagaWatch) (phaseResult, error) {
 		StartErrors: int(startErrs.Load()),
 		Cost:        costPer(before, after, int(total.Load())-unfinished),
 		Store:       storeLoad(storeBefore, winFrom, winTo, storeAfter, int(total.Load())-unfinished),
+	}
+	if winFrom != nil && winTo != nil {
+		res.StealShare = stealShare(winFrom.cpu, winTo.cpu)
 	}
 	if p := firstErr.Load(); p != nil {
 		res.FirstError = *p

@@ -72,7 +72,7 @@ func newRunID() string {
 
 // Measure runs the sections cfg selects and returns what they measured.
 func Measure(ctx context.Context, cfg Config) *Report {
-	started := time.Now()
+	started, ticks := time.Now(), readCPUTicks()
 	runID := newRunID()
 	rep := &Report{StartedAt: started, Host: thisHost(), Config: cfg, Formulas: formulas()}
 	slog.Info("sagaflow bench", "run", runID, "sections", cfg.Sections)
@@ -145,5 +145,6 @@ func Measure(ctx context.Context, cfg Config) *Report {
 	}
 	applyLimits(rep)
 	rep.Seconds = time.Since(started).Seconds()
+	rep.Host.StealShare = stealShare(ticks, readCPUTicks())
 	return rep
 }

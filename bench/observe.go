@@ -34,6 +34,7 @@ func (s *observedStore) sampleStore() *storeSample {
 		return nil
 	}
 	v := s.sample()
+	v.cpu = readCPUTicks()
 	return &v
 }
 

@@ -75,3 +75,45 @@ func readStatus(path string) (memSample, error) {
 	}
 	return s, nil
 }
+
+// cpuTicks is the machine's CPU time from /proc/stat, in clock ticks: all
+// of it, and the part stolen by the hypervisor for other guests.
+type cpuTicks struct{ total, steal uint64 }
+
+// readCPUTicks reads the first line of /proc/stat. On a system without it
+// the ticks are zero (and stealShare reports nothing).
+func readCPUTicks() cpuTicks {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTicks{}
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 9 || fields[0] != "cpu" {
+		return cpuTicks{}
+	}
+	var t cpuTicks
+	// user nice system idle iowait irq softirq steal [guest guest_nice,
+	// which user and nice already count]
+	for i, f := range fields[1:9] {
+		n, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return cpuTicks{}
+		}
+		t.total += n
+		if i == 7 {
+			t.steal = n
+		}
+	}
+	return t
+}
+
+// stealShare is the share of the machine's CPU time the hypervisor gave
+// to other guests between from and to: on a shared virtual machine, a run
+// with a high share measured a slower machine.
+func stealShare(from, to cpuTicks) float64 {
+	if to.total <= from.total {
+		return 0
+	}
+	return float64(to.steal-from.steal) / float64(to.total-from.total)
+}

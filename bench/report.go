@@ -48,6 +48,9 @@ type Host struct {
 	GoVersion string `json:"go_version"`
 	// Hostname names the machine.
 	Hostname string `json:"hostname"`
+	// StealShare is the share of the machine's CPU time that the
+	// hypervisor gave to other guests during the run (Linux; 0 elsewhere).
+	StealShare float64 `json:"cpu_steal_share"`
 }
 
 func thisHost() Host {
@@ -181,6 +184,9 @@ type SagaResult struct {
 	// Store is what the store did: how busy the embedded store's writer
 	// was, or the MongoDB commands a saga cost (nil: not observed).
 	Store *StoreLoad `json:"store,omitempty"`
+	// StealShare is the share of the machine's CPU time the hypervisor
+	// gave to other guests during the phase.
+	StealShare float64 `json:"cpu_steal_share"`
 	// Limit is the rate the raw limits imply for this cost (0: unknown),
 	// and Ratio is Rate/Limit.
 	Limit float64 `json:"limit_per_s,omitempty"`
@@ -294,8 +300,8 @@ func (r *Report) WriteJSON(path string) error {
 
 // PrintTable writes r as tables to w.
 func (r *Report) PrintTable(w io.Writer) {
-	fmt.Fprintf(w, "sagaflow bench, %s, %d CPUs (GOMAXPROCS %d), %s, %.0fs\n\n",
-		r.StartedAt.Format(time.RFC3339), r.Host.NumCPU, r.Host.GOMAXPROCS, r.Host.GoVersion, r.Seconds)
+	fmt.Fprintf(w, "sagaflow bench, %s, %d CPUs (GOMAXPROCS %d), %s, %.0fs, CPU steal %.1f%%\n\n",
+		r.StartedAt.Format(time.RFC3339), r.Host.NumCPU, r.Host.GOMAXPROCS, r.Host.GoVersion, r.Seconds, 100*r.Host.StealShare)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	if r.Raw.RabbitMQ != nil || r.Raw.MongoDB != nil || r.Raw.Embedded != nil || r.Raw.Disk != nil {
@@ -384,7 +390,7 @@ func (r *Report) printStoreLoad(w io.Writer) {
 	var lines []string
 	for _, s := range r.Sagas {
 		if s.Status == StatusOK && s.Store != nil {
-			lines = append(lines, fmt.Sprintf("%s\t%d%%\t%s\t%s", s.Backend, s.CompensationPercent, s.Load, s.Store.describe()))
+			lines = append(lines, fmt.Sprintf("%s\t%d%%\t%s\t%s; CPU steal %.0f%%", s.Backend, s.CompensationPercent, s.Load, s.Store.describe(), 100*s.StealShare))
 		}
 	}
 	if len(lines) == 0 {

@@ -59,6 +59,8 @@ type storeSample struct {
 	txs, requests, walBytes int64
 	busy, syncWait          time.Duration
 	readAmp                 int
+	// The machine's CPU time.
+	cpu cpuTicks
 	// The MongoDB store's server commands.
 	commands commandTotals
 }
