@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
 )
 
 // TestPassivatedActorsAreCollected spawns many keyed actors through one
@@ -25,16 +27,7 @@ func TestPassivatedActorsAreCollected(t *testing.T) {
 		return e
 	}
 	router := sys.Root.Spawn(RouterProps(context.Background(), factory, 10*time.Millisecond))
-	ds := make([]*fakeDelivery, n)
-	for i := range n {
-		ds[i] = newFakeDelivery(fmt.Sprintf("key-%05d", i), 1)
-		sys.Root.Send(router, &deliveryMsg{d: ds[i]})
-	}
-	for _, d := range ds {
-		if how, _ := d.wait(t); how != "ack" {
-			t.Fatalf("%s settled by %s", d.env.ID, how)
-		}
-	}
+	deliverToEachKey(t, sys, router, n)
 	if got := log.spawns.Load(); got != n {
 		t.Fatalf("%d entities made for %d keys", got, n)
 	}
@@ -83,16 +76,7 @@ func TestPassivationStopsIdleActorsInWaves(t *testing.T) {
 	factory := func(string) entity { return &recordingEntity{log: log} }
 	const idle = 10 * time.Millisecond
 	router := sys.Root.Spawn(routerProps(context.Background(), factory, idle, time.Hour))
-	ds := make([]*fakeDelivery, n)
-	for i := range n {
-		ds[i] = newFakeDelivery(fmt.Sprintf("key-%05d", i), 1)
-		sys.Root.Send(router, &deliveryMsg{d: ds[i]})
-	}
-	for _, d := range ds {
-		if how, _ := d.wait(t); how != "ack" {
-			t.Fatalf("%s settled by %s", d.env.ID, how)
-		}
-	}
+	deliverToEachKey(t, sys, router, n)
 	time.Sleep(3 * idle)
 	deadline := time.Now().Add(10 * time.Second)
 	waitFor := func(want int64, what string) {
@@ -127,4 +111,20 @@ func TestPassivationStopsIdleActorsInWaves(t *testing.T) {
 
 	release()
 	waitFor(n, "once the waves are let go")
+}
+
+// deliverToEachKey sends one delivery to each of n keys through router and
+// waits until every one is acknowledged.
+func deliverToEachKey(t *testing.T, sys *actor.ActorSystem, router *actor.PID, n int) {
+	t.Helper()
+	ds := make([]*fakeDelivery, n)
+	for i := range n {
+		ds[i] = newFakeDelivery(fmt.Sprintf("key-%05d", i), 1)
+		sys.Root.Send(router, &deliveryMsg{d: ds[i]})
+	}
+	for _, d := range ds {
+		if how, _ := d.wait(t); how != "ack" {
+			t.Fatalf("%s settled by %s", d.env.ID, how)
+		}
+	}
 }
