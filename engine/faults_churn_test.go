@@ -19,6 +19,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/client"
 	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/store/embedded"
 )
 
 // Connection churn (issue 11 item 16): how long and how often the broker
@@ -38,6 +39,14 @@ const (
 	// the baseline.
 	churnHeapSlack = 16 << 20
 	churnRSSSlack  = 64 << 20
+	// churnStoreCacheRoom is the bounded memory the daemon's embedded
+	// store may add to its Go heap between the two figures: the daemon is
+	// built with CGO_ENABLED=0, so Pebble's block cache is Go memory, and
+	// it fills as the churn's sagas are read (at stop 19 the baseline
+	// held 18 MiB and the heap after the churn 43 MiB, nearly all of the
+	// growth Pebble's manual.New; at stop 18 the same 43 MiB passed only
+	// because the baseline was larger).
+	churnStoreCacheRoom = embedded.DefaultCacheBytes
 )
 
 // churnFor is how long the connections are closed every churnEvery: two
@@ -148,7 +157,7 @@ func TestConnectionChurnUnderLoad(t *testing.T) {
 		t.Errorf("goroutines: %d after the churn, %d at the baseline (slack %d); the stacks that grew:\n%s",
 			after.goroutines, base.goroutines, churnGoroutineSlack, grownStacks(base.stacks, after.stacks))
 	}
-	if limit := base.heap + base.heap/2 + churnHeapSlack; after.heap > limit {
+	if limit := base.heap + base.heap/2 + churnHeapSlack + churnStoreCacheRoom; after.heap > limit {
 		t.Errorf("live heap: %d bytes after the churn, %d at the baseline (limit %d)", after.heap, base.heap, limit)
 	}
 	if base.rssAnon > 0 {
