@@ -195,9 +195,8 @@ func (r *routerActor) stopTicker() {
 
 // passivationWave is the state of a router's passivation: the idle
 // cutoff it stops children by, and how many children of its current wave
-// have not terminated yet.
+// have not terminated yet. A passivation is under way while pending > 0.
 type passivationWave struct {
-	active  bool
 	cutoff  int64 // unix nanoseconds: children idle since before it stop
 	pending int
 	// ticks counts the passivation ticks that came while the wave waited.
@@ -211,7 +210,7 @@ const stalledWaveTicks = 4
 // terminated counts a child's termination against the current wave, and
 // says whether the wave is over and the next one is due.
 func (w *passivationWave) terminated() bool {
-	if !w.active || w.pending == 0 {
+	if w.pending == 0 {
 		return false
 	}
 	w.pending--
@@ -229,11 +228,11 @@ const passivationWaveSize = 256
 // whose wave has waited stalledWaveTicks ticks is given up (a child's
 // Terminated never came) and a new one starts.
 func (r *routerActor) passivateIdle(c actor.Context) {
-	if r.wave.active && r.wave.pending > 0 && r.wave.ticks < stalledWaveTicks {
+	if r.wave.pending > 0 && r.wave.ticks < stalledWaveTicks {
 		r.wave.ticks++
 		return
 	}
-	r.wave = passivationWave{active: true, cutoff: time.Now().Add(-r.idle).UnixNano()}
+	r.wave = passivationWave{cutoff: time.Now().Add(-r.idle).UnixNano()}
 	r.stopWave(c)
 }
 
@@ -256,7 +255,6 @@ func (r *routerActor) stopWave(c actor.Context) {
 	if r.wave.pending > 0 {
 		return
 	}
-	r.wave.active = false
 	if r.peak >= shrinkChildrenFrom && len(r.children) <= r.peak/4 {
 		children := make(map[string]*child, len(r.children))
 		for key, ch := range r.children {
