@@ -299,11 +299,7 @@ func (p phase) sampleWindow(ctx context.Context, from, to time.Time) <-chan [2]*
 		defer close(out)
 		var got [2]*storeSample
 		for i, at := range []time.Time{from, to} {
-			timer := time.NewTimer(time.Until(at))
-			select {
-			case <-timer.C:
-			case <-ctx.Done():
-				timer.Stop()
+			if !sleepUntil(ctx, at) {
 				return
 			}
 			got[i] = p.store.sampleStore()
