@@ -84,8 +84,8 @@ type Stats struct {
 	WALBytes uint64
 	// CacheBytes is what the block cache holds now, and MemTableBytes what
 	// the memtables (the current one and those waiting for a flush) have
-	// reserved. Pebble keeps both outside the Go heap, in memory it
-	// allocates itself (with C's malloc in a cgo build).
+	// reserved. Pebble allocates both itself: with C's malloc, outside
+	// the Go heap, in a cgo build; as Go memory with CGO_ENABLED=0.
 	CacheBytes, MemTableBytes uint64
 	// ReadAmp is how many places a point lookup that finds nothing
 	// probes now (the memtables count as one, then each sublevel of level
