@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -162,6 +163,9 @@ func checkStoreLoad(t *testing.T, s SagaResult) {
 	}
 	switch s.Backend {
 	case BackendEmbedded:
+		if runtime.GOOS == "linux" && s.CPUPerSaga <= 0 {
+			t.Errorf("%s %d%% %s: no process CPU per saga", s.Backend, s.CompensationPercent, s.Load)
+		}
 		if l.WriterBusy <= 0 || l.TxMillis <= 0 || l.RequestsPerTx < 1 || l.WALKiBPerTx <= 0 || l.SyncShare <= 0 || l.SyncShare > 1 || l.Commands != 0 {
 			t.Errorf("%s %d%% %s: store figures %+v, want the writer's busy share, sync share, writes and log bytes per batch", s.Backend, s.CompensationPercent, s.Load, *l)
 		}

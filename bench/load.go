@@ -53,7 +53,8 @@ type phaseResult struct {
 	FirstError  error
 	Cost        Cost
 	Store       *StoreLoad
-	StealShare  float64 // of the window
+	StealShare  float64       // of the window
+	CPUPerSaga  time.Duration // the process's CPU time in the window per saga finished in it
 }
 
 // maxStartErrors ends a phase whose starts keep failing.
@@ -276,6 +277,9 @@ func (p phase) run(ctx context.Context, watch *sagaWatch) (phaseResult, error) {
 	}
 	if winFrom != nil && winTo != nil {
 		res.StealShare = stealShare(winFrom.cpu, winTo.cpu)
+		if t.finishedIn > 0 {
+			res.CPUPerSaga = (winTo.process - winFrom.process) / time.Duration(t.finishedIn)
+		}
 	}
 	if p := firstErr.Load(); p != nil {
 		res.FirstError = *p

@@ -34,7 +34,7 @@ func (s *observedStore) sampleStore() *storeSample {
 		return nil
 	}
 	v := s.sample()
-	v.cpu = readCPUTicks()
+	v.cpu, v.process = readCPUTicks(), processCPU()
 	return &v
 }
 

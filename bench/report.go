@@ -187,6 +187,13 @@ type SagaResult struct {
 	// StealShare is the share of the machine's CPU time the hypervisor
 	// gave to other guests during the phase.
 	StealShare float64 `json:"cpu_steal_share"`
+	// CPUPerSaga is the harness process's CPU time (user and system) in
+	// the measurement window divided by the sagas that finished in it, in
+	// milliseconds: on the embedded default the process is the whole
+	// engine, store and transport included, so this is what a saga costs
+	// and, unlike the rate, it does not move with CPU steal (0: not
+	// sampled).
+	CPUPerSaga Millis `json:"cpu_per_saga_ms,omitempty"`
 	// Limit is the rate the raw limits imply for this cost (0: unknown),
 	// and Ratio is Rate/Limit.
 	Limit float64 `json:"limit_per_s,omitempty"`
@@ -390,7 +397,8 @@ func (r *Report) printStoreLoad(w io.Writer) {
 	var lines []string
 	for _, s := range r.Sagas {
 		if s.Status == StatusOK && s.Store != nil {
-			lines = append(lines, fmt.Sprintf("%s\t%d%%\t%s\t%s; CPU steal %.0f%%", s.Backend, s.CompensationPercent, s.Load, s.Store.describe(), 100*s.StealShare))
+			lines = append(lines, fmt.Sprintf("%s\t%d%%\t%s\t%s; process CPU %.2f ms per saga; CPU steal %.0f%%",
+				s.Backend, s.CompensationPercent, s.Load, s.Store.describe(), s.CPUPerSaga, 100*s.StealShare))
 		}
 	}
 	if len(lines) == 0 {

@@ -59,8 +59,10 @@ type storeSample struct {
 	txs, requests, walBytes int64
 	busy, syncWait          time.Duration
 	readAmp                 int
-	// The machine's CPU time.
-	cpu cpuTicks
+	// The machine's CPU time, and the harness process's (user and system;
+	// the process hosts the engine).
+	cpu     cpuTicks
+	process time.Duration
 	// The MongoDB store's server commands.
 	commands commandTotals
 }
