@@ -457,17 +457,12 @@ func applyCommit(t *txn, c *encodedCommit) (refused, err error) {
 	case c.version > current+1:
 		return fmt.Errorf("%w: stream is at v%d, so the next commit is v%d", store.ErrInvalidCommit, current, current+1), nil
 	}
-	for i, k := range c.handledKeys {
-		v, err := b.handled.Get(k)
-		if err != nil {
-			return nil, fmt.Errorf("read handled message: %w", err)
-		}
-		if v != nil {
-			var by uint64
-			if len(v) == 8 {
-				by = binary.BigEndian.Uint64(v)
-			}
-			return fmt.Errorf("%w: message %q was handled by v%d", store.ErrAlreadyHandled, c.handledIDs[i], by), nil
+	// Handled markers are written only with their stream's commits, so a
+	// stream without a head has none to look up: a fresh stream (every
+	// participant's first command) skips the lookups.
+	if head != nil {
+		if refused, err := refuseHandled(b, c); refused != nil || err != nil {
+			return refused, err
 		}
 	}
 
@@ -501,6 +496,25 @@ func applyCommit(t *txn, c *encodedCommit) (refused, err error) {
 	}
 	if err := b.heads.Put([]byte(c.stream), headValue(c.version, metaJSON)); err != nil {
 		return nil, fmt.Errorf("put stream head: %w", err)
+	}
+	return nil, nil
+}
+
+// refuseHandled refuses c with ErrAlreadyHandled when its stream has
+// handled one of c's messages already (I3).
+func refuseHandled(b txBuckets, c *encodedCommit) (refused, err error) {
+	for i, k := range c.handledKeys {
+		v, err := b.handled.Get(k)
+		if err != nil {
+			return nil, fmt.Errorf("read handled message: %w", err)
+		}
+		if v != nil {
+			var by uint64
+			if len(v) == 8 {
+				by = binary.BigEndian.Uint64(v)
+			}
+			return fmt.Errorf("%w: message %q was handled by v%d", store.ErrAlreadyHandled, c.handledIDs[i], by), nil
+		}
 	}
 	return nil, nil
 }
