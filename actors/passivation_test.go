@@ -128,3 +128,19 @@ func deliverToEachKey(t *testing.T, sys *actor.ActorSystem, router *actor.PID, n
 		}
 	}
 }
+
+func TestRoutersFirstPassivationTicksAreSpreadOverAPeriod(t *testing.T) {
+	const every = time.Second
+	lo, hi := time.Duration(1<<62), time.Duration(0)
+	for range 256 {
+		d := staggeredFirstTick(every)
+		if d < every/2 || d >= every+every/2 {
+			t.Fatalf("first tick after %v, want within [%v, %v)", d, every/2, every+every/2)
+		}
+		lo, hi = min(lo, d), max(hi, d)
+	}
+	// 256 routers started together: their phases must not bunch.
+	if hi-lo < every*3/4 {
+		t.Errorf("256 first ticks fall within %v of each other, want them spread over most of the %v period", hi-lo, every)
+	}
+}

@@ -3,6 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -173,6 +174,14 @@ func (r *routerActor) startTicker(c actor.Context) {
 	every := max(r.tickEvery, time.Millisecond)
 	system, self := c.ActorSystem(), c.Self()
 	go func() {
+		first := time.NewTimer(staggeredFirstTick(every))
+		select {
+		case <-stop:
+			first.Stop()
+			return
+		case <-first.C:
+			system.Root.Send(self, &passivationTick{})
+		}
 		t := time.NewTicker(every)
 		defer t.Stop()
 		for {
@@ -184,6 +193,16 @@ func (r *routerActor) startTicker(c actor.Context) {
 			}
 		}
 	}()
+}
+
+// staggeredFirstTick is the delay of a router's first passivation tick:
+// a random time between half a period and one and a half. The engine
+// starts its routers together (one per partition and queue); with the same
+// first tick they would all stop their idle actors at the same moments,
+// and each stop wakes two goroutines, a burst the sagas in flight wait
+// behind. Random phases spread the stops over the period.
+func staggeredFirstTick(every time.Duration) time.Duration {
+	return every/2 + rand.N(every)
 }
 
 func (r *routerActor) stopTicker() {
