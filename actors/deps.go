@@ -61,6 +61,10 @@ type Deps struct {
 	// background (see MarkQueue); nil marks them before dispatch returns.
 	Marks *MarkQueue
 
+	// handoff holds the sagas createSaga just committed, for their actors
+	// (see saga_handoff.go).
+	handoff sagaHandoff
+
 	// wake is the timer service's wake-up, told of each timer this
 	// process commits (see TimerService).
 	wake atomic.Pointer[timerWake]

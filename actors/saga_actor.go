@@ -132,6 +132,7 @@ func createSaga(ctx context.Context, deps *Deps, dec workflows.Decision, handled
 		}
 		return fmt.Errorf("start saga %s: %w", id, err)
 	}
+	deps.handoff.put(createdSnapshot(dec, commitTrace(c.Events[0]), handled), dec.State, deps.now())
 	deps.Telemetry.SagaCount(ctx, telemetry.MetricSagasStarted, dec.Instance.Workflow)
 	deps.timersSet(c.Timers)
 	deps.dispatch(ctx, c.Outbox)
@@ -192,17 +193,22 @@ type sagaEntity struct {
 	spans   *sagaSpans // see saga_trace.go
 }
 
-func (s *sagaEntity) load(ctx context.Context) error {
-	snap, err := LoadSaga(ctx, s.deps, s.id)
-	if err != nil {
-		return err
+// load reads the saga, from the handoff when this process has just
+// created it (read is false then: what it got may be behind the store),
+// else from the store.
+func (s *sagaEntity) load(ctx context.Context) (read bool, err error) {
+	snap, state, handedOver := s.deps.handoff.take(s.id, s.deps.now())
+	if !handedOver {
+		if snap, err = LoadSaga(ctx, s.deps, s.id); err != nil {
+			return true, err
+		}
 	}
 	wf, ok := s.deps.Workflows(snap.Instance.Workflow, snap.Instance.Version)
 	if !ok {
-		return fmt.Errorf("saga %s: %w: workflow %q v%d is not registered", s.id, errNoWorkflow, snap.Instance.Workflow, snap.Instance.Version)
+		return !handedOver, fmt.Errorf("saga %s: %w: workflow %q v%d is not registered", s.id, errNoWorkflow, snap.Instance.Workflow, snap.Instance.Version)
 	}
-	s.snap, s.workflw, s.state, s.loaded = snap, wf, nil, true
-	return nil
+	s.snap, s.workflw, s.state, s.loaded = snap, wf, state, true
+	return !handedOver, nil
 }
 
 var errNoWorkflow = errors.New("no workflow")
@@ -225,14 +231,13 @@ func (s *sagaEntity) handle(ctx context.Context, d transport.Delivery) {
 		return
 	}
 	var lastErr error
-	fresh := false // the state was loaded while handling this delivery
+	fresh := false // the state was read from the store while handling this delivery
 	for attempt := 1; attempt <= s.deps.commitAttempts(); attempt++ {
 		if attempt > 1 && !sleep(ctx, backoff(attempt-1)) {
 			break
 		}
 		if !s.loaded {
-			fresh = true
-			if lastErr = s.load(ctx); lastErr != nil {
+			if fresh, lastErr = s.load(ctx); lastErr != nil {
 				if b, ok := body.(*workflows.StartChild); ok && errors.Is(lastErr, store.ErrNotFound) {
 					s.startChild(ctx, d, env, b)
 					return

@@ -8,6 +8,8 @@ func formulas() []string {
 		"msgs, commits and mongo docs are counted per saga at the store interface: every outbox message is one published and consumed message;",
 		"  a saga that completes costs 7 messages (resume, 3 commands, 3 replies) and 8 commits (start, resume and 3 replies on the saga, 3 participant commits);",
 		"  a compensated one 11 messages and 12 commits (2 compensation commands and replies more).",
+		"loads are stream reads: each participant's aggregate actor reads its stream when it starts (3 per saga; the saga's own",
+		"  actor reads nothing when the engine that created the saga hands its first version over).",
 		"embedded limit/s = embedded-store commits/s with many writers (group commit) / commits per saga (the in-process transport costs no I/O).",
 		"rabbitmq+mongodb limit/s = 1 / (msgs per saga / (2 x round trips/s at 16 in flight) + mongo docs per saga / insertMany docs/s):",
 		"  one round trip carries 2 persistent confirmed messages; broker, database and engine share the machine's cores, so their costs add.",

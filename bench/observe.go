@@ -48,13 +48,13 @@ type counters struct {
 
 // countSnapshot is a copy of the counters.
 type countSnapshot struct {
-	SagaCommits, AggCommits, Messages, Marks, Marked, MongoDocs int64
+	SagaCommits, AggCommits, Messages, Marks, Marked, MongoDocs, Loads int64
 }
 
 func (c *counters) snapshot() countSnapshot {
 	return countSnapshot{
 		SagaCommits: c.sagaCommits.Load(), AggCommits: c.aggCommits.Load(), Messages: c.messages.Load(),
-		Marks: c.marks.Load(), Marked: c.marked.Load(), MongoDocs: c.mongoDocs.Load(),
+		Marks: c.marks.Load(), Marked: c.marked.Load(), MongoDocs: c.mongoDocs.Load(), Loads: c.loads.Load(),
 	}
 }
 
@@ -67,6 +67,7 @@ func costPer(before, after countSnapshot, n int) Cost {
 	return Cost{
 		Messages:  f(before.Messages, after.Messages),
 		Commits:   f(before.SagaCommits+before.AggCommits, after.SagaCommits+after.AggCommits),
+		Loads:     f(before.Loads, after.Loads),
 		Marks:     f(before.Marks, after.Marks),
 		MongoDocs: f(before.MongoDocs, after.MongoDocs),
 	}

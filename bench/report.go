@@ -209,6 +209,9 @@ type Cost struct {
 	Messages float64 `json:"messages"`
 	// Commits is the number of store appends (each one atomic write: I1).
 	Commits float64 `json:"commits"`
+	// Loads is the number of stream reads (store Load calls): an actor
+	// reads its stream when it starts.
+	Loads float64 `json:"loads"`
 	// Marks is the number of MarkDispatched calls (outbox clean-up).
 	Marks float64 `json:"dispatch_marks"`
 	// MongoDocs is the number of MongoDB documents a saga's writes touch
@@ -338,26 +341,26 @@ func (r *Report) PrintTable(w io.Writer) {
 
 	if len(r.Sagas) > 0 || len(r.SagaSections) > 0 {
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "SAGAS (3 steps)\tcomp\tload\tin flight/offered\tsagas/s\tp50 ms\tp99 ms\tmsgs\tcommits\tmongo docs\tlimit/s\tratio\t")
+		fmt.Fprintln(tw, "SAGAS (3 steps)\tcomp\tload\tin flight/offered\tsagas/s\tp50 ms\tp99 ms\tmsgs\tcommits\tloads\tmongo docs\tlimit/s\tratio\t")
 		for _, s := range r.Sagas {
 			load := fmt.Sprintf("%d", s.InFlight)
 			if s.Load == "half" {
 				load = fmt.Sprintf("%.0f/s", s.Offered)
 			}
 			if s.Status != StatusOK {
-				fmt.Fprintf(tw, "%s\t%d%%\t%s\t%s\t%s\t\t\t\t\t\t\t\t\n", s.Backend, s.CompensationPercent, s.Load, load, s.Status)
+				fmt.Fprintf(tw, "%s\t%d%%\t%s\t%s\t%s\t\t\t\t\t\t\t\t\t\n", s.Backend, s.CompensationPercent, s.Load, load, s.Status)
 				continue
 			}
 			limit, ratio := "-", "-"
 			if s.Limit > 0 {
 				limit, ratio = fmt.Sprintf("%.0f", s.Limit), fmt.Sprintf("%.0f%%", 100*s.Ratio)
 			}
-			fmt.Fprintf(tw, "%s\t%d%%\t%s\t%s\t%.0f\t%.1f\t%.1f\t%.2f\t%.2f\t%.1f\t%s\t%s\t\n",
+			fmt.Fprintf(tw, "%s\t%d%%\t%s\t%s\t%.0f\t%.1f\t%.1f\t%.2f\t%.2f\t%.2f\t%.1f\t%s\t%s\t\n",
 				s.Backend, s.CompensationPercent, s.Load, load, s.Rate, s.P50, s.P99,
-				s.Cost.Messages, s.Cost.Commits, s.Cost.MongoDocs, limit, ratio)
+				s.Cost.Messages, s.Cost.Commits, s.Cost.Loads, s.Cost.MongoDocs, limit, ratio)
 		}
 		for name, why := range r.SagaSections {
-			fmt.Fprintf(tw, "%s\t\t\t\t%s\t\t\t\t\t\t\t\t\n", name, why)
+			fmt.Fprintf(tw, "%s\t\t\t\t%s\t\t\t\t\t\t\t\t\t\n", name, why)
 		}
 		_ = tw.Flush()
 		fmt.Fprintln(w)

@@ -1,0 +1,217 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/sagaflow/sagaflow/message"
+	"github.com/sagaflow/sagaflow/store"
+	"github.com/sagaflow/sagaflow/store/embedded"
+	"github.com/sagaflow/sagaflow/transport"
+	"github.com/sagaflow/sagaflow/transport/inmem"
+	"github.com/sagaflow/sagaflow/workflows"
+)
+
+func TestHandoffTakesOnceAndForgetsTheOldestAndTheAged(t *testing.T) {
+	var h sagaHandoff
+	t0 := time.Unix(1_700_000_000, 0)
+	snapOf := func(id string) SagaSnapshot { return SagaSnapshot{Instance: workflows.Instance{ID: id}, Version: 1} }
+
+	h.put(snapOf("a"), "state of a", t0)
+	snap, state, ok := h.take("a", t0.Add(time.Second))
+	if !ok || snap.Instance.ID != "a" || state != "state of a" {
+		t.Fatalf("take a = %+v, %v, %v; want a's snapshot and state", snap.Instance, state, ok)
+	}
+	if _, _, ok := h.take("a", t0); ok {
+		t.Error("a was taken twice")
+	}
+
+	h.put(snapOf("old"), nil, t0)
+	if _, _, ok := h.take("old", t0.Add(handoffMaxAge+time.Millisecond)); ok {
+		t.Errorf("a saga handed over %v ago was taken; the limit is %v", handoffMaxAge+time.Millisecond, handoffMaxAge)
+	}
+	if n := h.len(); n != 0 {
+		t.Errorf("%d sagas held after the aged one was asked for, want 0", n)
+	}
+
+	for i := range handoffCapacity + 10 {
+		h.put(snapOf(fmt.Sprint(i)), nil, t0)
+	}
+	if n := h.len(); n != handoffCapacity {
+		t.Errorf("%d sagas held after %d puts, want the capacity %d", n, handoffCapacity+10, handoffCapacity)
+	}
+	for _, id := range []string{"0", "9"} {
+		if _, _, ok := h.take(id, t0); ok {
+			t.Errorf("saga %s, among the 10 oldest, is still held", id)
+		}
+	}
+	if _, _, ok := h.take("10", t0); !ok {
+		t.Error("saga 10, the oldest that fits, is gone")
+	}
+}
+
+// handoffRig is two engines' Deps over one embedded store and one
+// in-process transport, with a one-step saga workflow.
+type handoffRig struct {
+	loads      atomic.Int64 // Load calls of both
+	deps, peer *Deps
+	wf         workflows.Workflow
+	sagas, svc <-chan message.Envelope // what reaches the saga queue and the participant
+}
+
+type handoffInput struct {
+	N int `json:"n"`
+}
+
+type handoffDo struct {
+	N int `json:"n"`
+}
+
+type handoffDone struct {
+	N int `json:"n"`
+}
+
+// countingStore counts Loads.
+type countingStore struct {
+	store.Store
+	loads *atomic.Int64
+}
+
+func (s countingStore) Load(ctx context.Context, stream string, from uint64) ([]store.Commit, error) {
+	s.loads.Add(1)
+	return s.Store.Load(ctx, stream, from)
+}
+
+func newHandoffRig(t *testing.T) *handoffRig {
+	t.Helper()
+	ctx := t.Context()
+	st, err := embedded.Open(ctx, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	tr := inmem.New(inmem.WithPartitions(1))
+	t.Cleanup(func() { _ = tr.Close() })
+	reg := message.NewRegistry(message.JSON{})
+	if err := errors.Join(RegisterMessages(reg),
+		message.Register[handoffDo](reg, "test.HandoffDo.v1"),
+		message.Register[handoffDone](reg, "test.HandoffDone.v1")); err != nil {
+		t.Fatal(err)
+	}
+	wf := workflows.New("test.Handoff", 1, func(in handoffInput) (handoffInput, error) { return in, nil }).
+		Send("do", workflows.CommandStep[handoffInput]{
+			Service: "svc", Timeout: time.Hour,
+			Command: func(s *handoffInput) (workflows.Cmd, error) {
+				return workflows.Cmd{Key: fmt.Sprint(s.N), Body: handoffDo(*s)}, nil
+			},
+		})
+	r := &handoffRig{wf: wf}
+	queues := map[string]chan message.Envelope{"sagas": make(chan message.Envelope, 8), "svc": make(chan message.Envelope, 8)}
+	for name, ch := range queues {
+		if err := tr.Declare(ctx, transport.Queue{Name: name}); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			_ = tr.Consume(ctx, name, 8, func(ctx context.Context, d transport.Delivery) {
+				ch <- d.Envelope()
+				_ = d.Ack(ctx)
+			})
+		}()
+	}
+	r.sagas, r.svc = queues["sagas"], queues["svc"]
+	newDeps := func() *Deps {
+		return &Deps{
+			Store: countingStore{st, &r.loads}, Transport: tr, Registry: reg, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			SagaQueue: "sagas", Source: "test",
+			Workflows: func(name string, version int) (workflows.Workflow, bool) {
+				return wf, name == wf.Name() && version == wf.Version()
+			},
+		}
+	}
+	r.deps, r.peer = newDeps(), newDeps()
+	return r
+}
+
+// next returns the next message on ch.
+func next(t *testing.T, ch <-chan message.Envelope, what string) message.Envelope {
+	t.Helper()
+	select {
+	case env := <-ch:
+		return env
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no %s within 10s", what)
+		return message.Envelope{}
+	}
+}
+
+// handle has a fresh actor of saga id on deps handle env, and returns how
+// the delivery was settled.
+func handle(t *testing.T, deps *Deps, id string, env message.Envelope) (string, error) {
+	t.Helper()
+	d := &fakeDelivery{env: env, done: make(chan struct{})}
+	(&sagaEntity{deps: deps, id: id}).handle(t.Context(), d)
+	return d.wait(t)
+}
+
+func TestCreatedSagaIsHandedToItsActorWithoutReadingTheStore(t *testing.T) {
+	r := newHandoffRig(t)
+	if err := StartSaga(t.Context(), r.deps, r.wf, "s1", "", []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	resume := next(t, r.sagas, "resume")
+	if how, err := handle(t, r.deps, "s1", resume); how != "ack" {
+		t.Fatalf("resume settled %s (%v), want ack", how, err)
+	}
+	if n := r.loads.Load(); n != 0 {
+		t.Errorf("the saga's actor read the store %d times, want 0 (its first version was handed over)", n)
+	}
+	cmd := next(t, r.svc, "step command")
+	snap, err := LoadSaga(t.Context(), r.deps, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Version != 2 || snap.Instance.Pending == nil || snap.Instance.Pending.ID != cmd.ID {
+		t.Errorf("after the resume the saga is v%d awaiting %v, want v2 awaiting the command %s", snap.Version, snap.Instance.Pending, cmd.ID)
+	}
+	if n := r.deps.handoff.len(); n != 0 {
+		t.Errorf("%d sagas still held after the actor started, want 0", n)
+	}
+}
+
+func TestStaleHandoffIsCheckedAgainstTheStore(t *testing.T) {
+	r := newHandoffRig(t)
+	if err := StartSaga(t.Context(), r.deps, r.wf, "s1", "", []byte(`{"n":1}`)); err != nil {
+		t.Fatal(err)
+	}
+	// Another engine takes the resume: the saga moves on to v2 there,
+	// while this engine still holds v1.
+	resume := next(t, r.sagas, "resume")
+	if how, err := handle(t, r.peer, "s1", resume); how != "ack" {
+		t.Fatalf("resume on the peer settled %s (%v), want ack", how, err)
+	}
+	cmd := next(t, r.svc, "step command")
+	reply, err := r.deps.Registry.New(message.KindReply, "s1", &handoffDone{N: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply.CausationID, reply.SagaID, reply.Destination = cmd.ID, "s1", "sagas"
+
+	// The reply reaches this engine's actor, which starts from the stale
+	// v1 (no command pending there): it must read the store, not refuse.
+	if how, err := handle(t, r.deps, "s1", reply); how != "ack" {
+		t.Fatalf("reply settled %s (%v), want ack", how, err)
+	}
+	snap, err := LoadSaga(t.Context(), r.deps, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Instance.Status != workflows.StatusCompleted || snap.Version != 3 {
+		t.Errorf("saga is %s at v%d, want completed at v3", snap.Instance.Status, snap.Version)
+	}
+}
