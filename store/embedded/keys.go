@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"math"
+	"sync"
 	"time"
 )
 
@@ -103,14 +104,38 @@ func parseHead(v []byte) (version uint64, metaJSON []byte, ok bool) {
 }
 
 // encodeJSON encodes v without HTML escaping, so that payload bytes that
-// are compact JSON come back byte for byte.
+// are compact JSON come back byte for byte. The encoding is written into a
+// pooled buffer and copied out at its size: growing a fresh buffer for
+// every commit was a tenth of the engine's allocation.
 func encodeJSON(v any) ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
+	e := jsonEncoders.Get().(*jsonEncoder)
+	e.buf.Reset()
+	if err := e.enc.Encode(v); err != nil {
+		return nil, err // e is not put back: the pool makes another
 	}
-	b := buf.Bytes()
-	return b[:len(b)-1], nil // drop the newline Encode adds
+	b := e.buf.Bytes()
+	out := append([]byte(nil), b[:len(b)-1]...) // without the newline Encode adds
+	if e.buf.Cap() <= maxPooledEncodeBuffer {
+		jsonEncoders.Put(e)
+	}
+	return out, nil
 }
+
+// jsonEncoder is an encoder without HTML escaping and the buffer it
+// writes to.
+type jsonEncoder struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+// jsonEncoders pools encoders for encodeJSON.
+var jsonEncoders = sync.Pool{New: func() any {
+	e := &jsonEncoder{}
+	e.enc = json.NewEncoder(&e.buf)
+	e.enc.SetEscapeHTML(false)
+	return e
+}}
+
+// maxPooledEncodeBuffer is the largest buffer encodeJSON keeps for reuse:
+// a rare large commit does not pin its buffer.
+const maxPooledEncodeBuffer = 64 << 10
