@@ -29,8 +29,11 @@ func (s *Store) Load(ctx context.Context, stream string, from uint64) ([]store.C
 	}
 	err := s.view(ctx, func(b txBuckets) error {
 		// The head bounds the scan: a stream without one has no commits
-		// (a fresh stream costs one bloom-filtered lookup, no iterator),
+		// (a fresh stream is answered by the stream filter, filters.go),
 		// and the commits end at its version.
+		if !s.filters.streams.mayHave(stream) {
+			return nil
+		}
 		head, err := b.heads.Get([]byte(stream))
 		if err != nil || head == nil {
 			return err

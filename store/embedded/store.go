@@ -41,6 +41,8 @@ type Store struct {
 	// outboxSeq is the last outbox sequence number written; only the
 	// writer touches it after Open.
 	outboxSeq uint64
+	// filters answer lookups of absent keys without Pebble (filters.go).
+	filters filters
 
 	// mu orders Close against callers: reads and queue sends hold it for
 	// reading; Close takes it for writing to flip closed and close reqs.
@@ -151,6 +153,11 @@ func (s *Store) open(ctx context.Context) error {
 	}
 	s.db, s.lock = db, lock
 	if err := s.initFormat(ctx); err != nil {
+		_ = db.Close()
+		_ = lock.Close()
+		return err
+	}
+	if s.filters, err = loadFilters(db); err != nil {
 		_ = db.Close()
 		_ = lock.Close()
 		return err

@@ -303,6 +303,7 @@ func (w *writeFailure) Error() string { return fmt.Sprintf("request %d: %v", w.i
 type txn struct {
 	b         txBuckets
 	outboxSeq uint64
+	filters
 }
 
 // nextOutboxSeq returns the next outbox sequence number.
@@ -369,7 +370,9 @@ func (s *Store) commitBatch(batch []*request) {
 func (s *Store) writeRound(batch []*request, active []bool, results []error) error {
 	wb := s.db.NewIndexedBatch()
 	defer wb.Close()
-	t := &txn{b: bucketsOf(wb, wb), outboxSeq: s.outboxSeq}
+	durable := false
+	defer func() { s.filters.settle(durable) }()
+	t := &txn{b: bucketsOf(wb, wb), outboxSeq: s.outboxSeq, filters: s.filters}
 	for i, r := range batch {
 		if !active[i] {
 			continue
@@ -394,6 +397,7 @@ func (s *Store) writeRound(batch []*request, active []bool, results []error) err
 	if err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	durable = true
 	s.outboxSeq = t.outboxSeq
 	s.publishView()
 	return nil
@@ -409,14 +413,14 @@ func applyRequest(t *txn, r *request) (refused, err error) {
 		return applyCommit(t, r.commit)
 	case opMarkDispatched:
 		for _, id := range r.ids {
-			if err := deleteOutboxEntries(b, id); err != nil {
+			if err := deleteOutboxEntries(t, id); err != nil {
 				return nil, err
 			}
 		}
 		return nil, nil
 	case opDeleteTimers:
 		for _, id := range r.ids {
-			if err := deleteTimer(b, id); err != nil {
+			if err := deleteTimer(t, id); err != nil {
 				return nil, err
 			}
 		}
@@ -437,10 +441,11 @@ func applyRequest(t *txn, r *request) (refused, err error) {
 func applyCommit(t *txn, c *encodedCommit) (refused, err error) {
 	b := t.b
 	var current uint64
-	var metaJSON []byte
-	head, err := b.heads.Get([]byte(c.stream))
-	if err != nil {
-		return nil, fmt.Errorf("read stream head: %w", err)
+	var metaJSON, head []byte
+	if t.streams.mayHave(c.stream) {
+		if head, err = b.heads.Get([]byte(c.stream)); err != nil {
+			return nil, fmt.Errorf("read stream head: %w", err)
+		}
 	}
 	if head != nil {
 		v, m, ok := parseHead(head)
@@ -482,12 +487,12 @@ func applyCommit(t *txn, c *encodedCommit) (refused, err error) {
 		}
 	}
 	for _, id := range c.cancel {
-		if err := deleteTimer(b, id); err != nil {
+		if err := deleteTimer(t, id); err != nil {
 			return nil, err
 		}
 	}
-	for _, t := range c.timers {
-		if err := putTimer(b, t); err != nil {
+	for _, tm := range c.timers {
+		if err := putTimer(t, tm); err != nil {
 			return nil, err
 		}
 	}
@@ -496,6 +501,9 @@ func applyCommit(t *txn, c *encodedCommit) (refused, err error) {
 	}
 	if err := b.heads.Put([]byte(c.stream), headValue(c.version, metaJSON)); err != nil {
 		return nil, fmt.Errorf("put stream head: %w", err)
+	}
+	if head == nil {
+		t.streams.add(c.stream) // before the batch is published (filters.go)
 	}
 	return nil, nil
 }
@@ -527,19 +535,27 @@ func putOutboxEntry(t *txn, m encodedOutbox) error {
 	}
 	// The index value lists every pending entry with this message ID, so
 	// that a duplicate ID cannot strand an entry MarkDispatched cannot reach.
-	old, err := b.outboxIndex.Get([]byte(m.id))
-	if err != nil {
-		return fmt.Errorf("read outbox index of %q: %w", m.id, err)
+	var old []byte
+	if t.outbox.mayHave(m.id) {
+		var err error
+		if old, err = b.outboxIndex.Get([]byte(m.id)); err != nil {
+			return fmt.Errorf("read outbox index of %q: %w", m.id, err)
+		}
 	}
 	keys := make([]byte, 0, len(old)+outboxKeyLen)
 	keys = append(append(keys, old...), key...)
 	if err := b.outboxIndex.Put([]byte(m.id), keys); err != nil {
 		return fmt.Errorf("index outbox message %q: %w", m.id, err)
 	}
+	t.outbox.written(m.id)
 	return nil
 }
 
-func deleteOutboxEntries(b txBuckets, id string) error {
+func deleteOutboxEntries(t *txn, id string) error {
+	if !t.outbox.mayHave(id) {
+		return nil
+	}
+	b := t.b
 	keys, err := b.outboxIndex.Get([]byte(id))
 	if err != nil {
 		return fmt.Errorf("read outbox index of %q: %w", id, err)
@@ -556,26 +572,29 @@ func deleteOutboxEntries(b txBuckets, id string) error {
 	if err := b.outboxIndex.Delete([]byte(id)); err != nil {
 		return fmt.Errorf("unindex outbox message %q: %w", id, err)
 	}
+	t.outbox.deleted(id)
 	return nil
 }
 
-func putTimer(b txBuckets, t encodedTimer) error {
-	if err := deleteTimer(b, t.id); err != nil {
+func putTimer(t *txn, tm encodedTimer) error {
+	if err := deleteTimer(t, tm.id); err != nil {
 		return err
 	}
-	if err := b.timers.Put(t.key, t.value); err != nil {
-		return fmt.Errorf("put timer %q: %w", t.id, err)
+	if err := t.b.timers.Put(tm.key, tm.value); err != nil {
+		return fmt.Errorf("put timer %q: %w", tm.id, err)
 	}
-	if err := b.timerIndex.Put([]byte(t.id), t.key); err != nil {
-		return fmt.Errorf("index timer %q: %w", t.id, err)
+	if err := t.b.timerIndex.Put([]byte(tm.id), tm.key); err != nil {
+		return fmt.Errorf("index timer %q: %w", tm.id, err)
 	}
+	t.timers.written(tm.id)
 	return nil
 }
 
-func deleteTimer(b txBuckets, id string) error {
-	if id == "" || len(id) > maxKeySize {
+func deleteTimer(t *txn, id string) error {
+	if id == "" || len(id) > maxKeySize || !t.timers.mayHave(id) {
 		return nil
 	}
+	b := t.b
 	key, err := b.timerIndex.Get([]byte(id))
 	if err != nil {
 		return fmt.Errorf("read timer index of %q: %w", id, err)
@@ -589,6 +608,7 @@ func deleteTimer(b txBuckets, id string) error {
 	if err := b.timerIndex.Delete([]byte(id)); err != nil {
 		return fmt.Errorf("unindex timer %q: %w", id, err)
 	}
+	t.timers.deleted(id)
 	return nil
 }
 
