@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/store"
@@ -94,9 +95,9 @@ var (
 	ErrInvalidInput = errors.New("invalid saga input")
 )
 
-// StartSaga creates saga id of workflow wf from input, durably, and then
-// asks the saga's actor to take its first step. Starting an ID that exists
-// returns ErrSagaExists and changes nothing.
+// StartSaga creates saga id of workflow wf from input, durably, and takes
+// its first step (see createSaga). Starting an ID that exists returns
+// ErrSagaExists and changes nothing.
 func StartSaga(ctx context.Context, deps *Deps, wf workflows.Workflow, id, correlationID string, input []byte) (err error) {
 	ctx, span := deps.startRootSpan(ctx, wf, id)
 	defer func() { telemetry.RecordError(span, err); span.End() }()
@@ -105,38 +106,83 @@ func StartSaga(ctx context.Context, deps *Deps, wf workflows.Workflow, id, corre
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidInput, err)
 	}
-	return createSaga(ctx, deps, dec, "")
+	return createSaga(ctx, deps, wf, dec, "")
 }
 
 // createSaga commits a started saga's first version (with handled, the
-// message that asked for it, if any) and asks its actor to take the first
-// step. ErrSagaExists when the ID is taken.
-func createSaga(ctx context.Context, deps *Deps, dec workflows.Decision, handled string) error {
+// message that asked for it, if any). ErrSagaExists when the ID is taken.
+//
+// When the workflow's first step is a command step, the first version
+// takes that step: it sends the command, as the saga's actor would on a
+// resume, and its step span is begun here and handed to the actor with
+// the instance. Otherwise (a local step, a wait, a branch, an If) the
+// first version sends the saga a ResumeSaga, so that the step runs in the
+// saga's own actor.
+func createSaga(ctx context.Context, deps *Deps, wf workflows.Workflow, dec workflows.Decision, handled string) error {
 	id, correlationID := dec.Instance.ID, dec.Instance.CorrelationID
-	resume, err := deps.Registry.New(message.KindCommand, id, &workflows.ResumeSaga{})
-	if err != nil {
-		return err
+	trace := traceHeaders(ctx, deps.Telemetry.Prop())
+	// e is the saga's entity as its actor will have it: the spans of the
+	// first step are begun on it and handed over with the instance.
+	e := &sagaEntity{deps: deps, id: id, workflw: wf, loaded: true, snap: SagaSnapshot{Trace: trace}}
+	if first, ok := deps.firstStep(ctx, wf, dec); ok {
+		dec = first
+		e.beginStepSpans(ctx, &dec)
+	} else {
+		resume, err := deps.Registry.New(message.KindCommand, id, &workflows.ResumeSaga{})
+		if err != nil {
+			return err
+		}
+		resume.Destination, resume.Source, resume.SagaID, resume.CorrelationID = deps.SagaQueue, deps.Source, id, correlationID
+		resume.OccurredAt = dec.Instance.CreatedAt
+		dec.Send = append(dec.Send, resume)
+		deps.stampMessages(ctx, dec.Send)
 	}
-	resume.Destination, resume.Source, resume.SagaID, resume.CorrelationID = deps.SagaQueue, deps.Source, id, correlationID
-	resume.OccurredAt = dec.Instance.CreatedAt
-	dec.Send = append(dec.Send, resume)
-	deps.stampMessages(ctx, dec.Send)
 	c, err := sagaCommit(deps, dec, 1, handled)
 	if err != nil {
+		e.abortStepSpans(err)
 		return err
 	}
-	stampCommitTrace(&c, traceHeaders(ctx, deps.Telemetry.Prop()))
+	stampCommitTrace(&c, trace)
 	if err := deps.Store.Append(ctx, c); err != nil {
+		e.abortStepSpans(err)
 		if errors.Is(err, store.ErrConcurrency) || errors.Is(err, store.ErrAlreadyHandled) {
 			return fmt.Errorf("start saga %s: %w", id, ErrSagaExists)
 		}
 		return fmt.Errorf("start saga %s: %w", id, err)
 	}
-	deps.handoff.put(createdSnapshot(dec, commitTrace(c.Events[0]), handled), dec.State, deps.now())
+	e.commitStepSpans(ctx, dec)
+	deps.handoff.put(createdSnapshot(dec, commitTrace(c.Events[0]), handled), dec.State, e.spans, deps.now())
 	deps.Telemetry.SagaCount(ctx, telemetry.MetricSagasStarted, dec.Instance.Workflow)
 	deps.timersSet(c.Timers)
 	deps.dispatch(ctx, c.Outbox)
 	return nil
+}
+
+// firstStep takes the first step of a started saga (dec, from
+// workflows.Start) when it is a command step, and returns the two
+// transitions as one decision. ok is false for any other first step, and
+// when the machine fails or the workflow's code panics: the saga is then
+// created without its first step, and its actor meets the failure as it
+// always has.
+func (d *Deps) firstStep(ctx context.Context, wf workflows.Workflow, dec workflows.Decision) (out workflows.Decision, ok bool) {
+	if steps := wf.Steps(); len(steps) == 0 || steps[0].Kind != workflows.KindCommand {
+		return workflows.Decision{}, false
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			d.Logger.WarnContext(ctx, "saga's first step panicked; its actor will take it", "saga_id", dec.Instance.ID, "panic", p)
+			out, ok = workflows.Decision{}, false
+		}
+	}()
+	next, err := workflows.Resume(ctx, wf, d.machineEnv(), dec.Instance, dec.State)
+	if err != nil {
+		return workflows.Decision{}, false
+	}
+	next.Records = append(slices.Clip(dec.Records), next.Records...)
+	next.Send = append(slices.Clip(dec.Send), next.Send...)
+	next.Timers = append(slices.Clip(dec.Timers), next.Timers...)
+	next.CancelTimers = append(slices.Clip(dec.CancelTimers), next.CancelTimers...)
+	return next, true
 }
 
 func (d *Deps) machineEnv() workflows.Env {
@@ -197,7 +243,7 @@ type sagaEntity struct {
 // created it (read is false then: what it got may be behind the store),
 // else from the store.
 func (s *sagaEntity) load(ctx context.Context) (read bool, err error) {
-	snap, state, handedOver := s.deps.handoff.take(s.id, s.deps.now())
+	snap, state, spans, handedOver := s.deps.handoff.take(s.id, s.deps.now())
 	if !handedOver {
 		if snap, err = LoadSaga(ctx, s.deps, s.id); err != nil {
 			return true, err
@@ -208,6 +254,9 @@ func (s *sagaEntity) load(ctx context.Context) (read bool, err error) {
 		return !handedOver, fmt.Errorf("saga %s: %w: workflow %q v%d is not registered", s.id, errNoWorkflow, snap.Instance.Workflow, snap.Instance.Version)
 	}
 	s.snap, s.workflw, s.state, s.loaded = snap, wf, state, true
+	if handedOver {
+		s.spans = spans
+	}
 	return !handedOver, nil
 }
 

@@ -35,7 +35,8 @@ const handoffMaxAge = 5 * time.Second
 // handedOff is one created saga waiting for its actor.
 type handedOff struct {
 	snap  SagaSnapshot
-	state any // the decoded workflow state of snap.Instance
+	state any        // the decoded workflow state of snap.Instance
+	spans *sagaSpans // the open spans of the steps it started (nil: none)
 	at    time.Time
 }
 
@@ -48,8 +49,9 @@ type sagaHandoff struct {
 	next int                     // the ring slot the next put takes
 }
 
-// put hands saga snap.Instance.ID over, with its decoded state, at now.
-func (h *sagaHandoff) put(snap SagaSnapshot, state any, now time.Time) {
+// put hands saga snap.Instance.ID over, with its decoded state and open
+// spans, at now.
+func (h *sagaHandoff) put(snap SagaSnapshot, state any, spans *sagaSpans, now time.Time) {
 	id := snap.Instance.ID
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -61,23 +63,23 @@ func (h *sagaHandoff) put(snap SagaSnapshot, state any, now time.Time) {
 	}
 	h.ring[h.next] = id
 	h.next = (h.next + 1) % handoffCapacity
-	h.byID[id] = handedOff{snap: snap, state: state, at: now}
+	h.byID[id] = handedOff{snap: snap, state: state, spans: spans, at: now}
 }
 
 // take removes saga id and returns it, unless it is not there or older
 // than handoffMaxAge at now.
-func (h *sagaHandoff) take(id string, now time.Time) (SagaSnapshot, any, bool) {
+func (h *sagaHandoff) take(id string, now time.Time) (SagaSnapshot, any, *sagaSpans, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	got, ok := h.byID[id]
 	if !ok {
-		return SagaSnapshot{}, nil, false
+		return SagaSnapshot{}, nil, nil, false
 	}
 	delete(h.byID, id)
 	if now.Sub(got.at) > handoffMaxAge {
-		return SagaSnapshot{}, nil, false
+		return SagaSnapshot{}, nil, nil, false
 	}
-	return got.snap, got.state, true
+	return got.snap, got.state, got.spans, true
 }
 
 // len is the number of sagas held.

@@ -105,7 +105,7 @@ func (s *sagaEntity) startChild(ctx context.Context, d transport.Delivery, env m
 		s.refuseChild(ctx, d, env, b, err)
 		return
 	}
-	err = createSaga(ctx, s.deps, dec, env.ID)
+	err = createSaga(ctx, s.deps, wf, dec, env.ID)
 	if err != nil && !errors.Is(err, ErrSagaExists) {
 		s.deps.retryLater(d, err)
 		return

@@ -16,7 +16,7 @@ import (
 
 // The tests run every section at a tiny size to prove the harness works.
 // They never assert a speed: only that each section ran and that the
-// per-saga costs it counted are the engine's (7 messages and 8 commits
+// per-saga costs it counted are the engine's (6 messages and 7 commits
 // for a saga that completes).
 
 func TestMain(m *testing.M) {
@@ -139,8 +139,8 @@ func checkSagas(t *testing.T, rep *Report, backend string) {
 			t.Errorf("%s %d%% %s: %+v", backend, s.CompensationPercent, s.Load, s)
 			continue
 		}
-		if s.CompensationPercent == 0 && (s.Cost.Messages != 7 || s.Cost.Commits != 8 || s.Compensated != 0) {
-			t.Errorf("%s 0%% %s: cost %+v, %d compensated; want 7 messages and 8 commits per saga, none compensated", backend, s.Load, s.Cost, s.Compensated)
+		if s.CompensationPercent == 0 && (s.Cost.Messages != 6 || s.Cost.Commits != 7 || s.Compensated != 0) {
+			t.Errorf("%s 0%% %s: cost %+v, %d compensated; want 6 messages and 7 commits per saga, none compensated", backend, s.Load, s.Cost, s.Compensated)
 		}
 		if s.CompensationPercent == 0 && backend == BackendEmbedded && (s.Cost.Loads < 3 || s.Cost.Loads > 3.5) {
 			t.Errorf("%s 0%% %s: %.2f stream loads per saga, want 3 (the participants'; the saga's actor takes its first version from the handoff)", backend, s.Load, s.Cost.Loads)

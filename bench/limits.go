@@ -6,8 +6,8 @@ import "fmt"
 func formulas() []string {
 	return []string{
 		"msgs, commits and mongo docs are counted per saga at the store interface: every outbox message is one published and consumed message;",
-		"  a saga that completes costs 7 messages (resume, 3 commands, 3 replies) and 8 commits (start, resume and 3 replies on the saga, 3 participant commits);",
-		"  a compensated one 11 messages and 12 commits (2 compensation commands and replies more).",
+		"  a saga that completes costs 6 messages (3 commands, 3 replies) and 7 commits (its start, which sends the first command, and 3 replies",
+		"  on the saga; 3 participant commits); a compensated one 10 messages and 11 commits (2 compensation commands and replies more).",
 		"loads are stream reads: each participant's aggregate actor reads its stream when it starts (3 per saga; the saga's own",
 		"  actor reads nothing when the engine that created the saga hands its first version over).",
 		"embedded limit/s = embedded-store commits/s with many writers (group commit) / commits per saga (the in-process transport costs no I/O).",

@@ -155,8 +155,9 @@ func recoveryHoldChild(ctx context.Context, cfg childConfig) error {
 	all := make(chan struct{})
 	var once sync.Once
 	observed := &observedStore{onSaga: func(_ string, version uint64, _ workflows.Status) {
-		// v1 is the start; v2 the first step's command.
-		if version == 2 && sent.Add(1) == int64(cfg.Count) {
+		// v1 is the start, which takes the first step: it sends the
+		// step's command.
+		if version == 1 && sent.Add(1) == int64(cfg.Count) {
 			once.Do(func() { close(all) })
 		}
 	}}

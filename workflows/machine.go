@@ -42,9 +42,10 @@ type Env struct {
 }
 
 // Start creates instance id of wf from the JSON input. The instance starts
-// running but takes no step: the caller persists it and then delivers a
-// Resume, so that the first step runs in the saga's own actor. A workflow
-// with a deadline gets its deadline timer here.
+// running but takes no step: the caller takes the first step with Resume,
+// at once (the engine does so for a first command step, committing both
+// transitions as one) or after persisting it (delivering a Resume to the
+// saga's actor). A workflow with a deadline gets its deadline timer here.
 func Start(wf Workflow, env Env, id, correlationID string, input []byte) (Decision, error) {
 	return start(wf, env, id, correlationID, input, nil)
 }
