@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+
+	"github.com/sagaflow/sagaflow/internal/recordjson"
 )
 
 // Codec encodes payloads to bytes and back. JSON is the default; another
@@ -53,15 +55,12 @@ func MarshalEnvelope(e Envelope, maxSize int) ([]byte, error) {
 	if maxSize <= 0 {
 		maxSize = DefaultMaxSize
 	}
-	// Not json.Marshal: it escapes <, > and & in the payload, so the bytes
-	// a consumer gets would differ from those published.
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
+	// Without HTML escaping: escaping <, > and & in the payload would make
+	// the bytes a consumer gets differ from those published.
+	data, err := recordjson.Marshal(e)
+	if err != nil {
 		return nil, fmt.Errorf("encode envelope %q of type %q: %w", e.ID, e.Type, err)
 	}
-	data := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if len(data) > maxSize {
 		return nil, fmt.Errorf("%w: message %q of type %q is %d bytes, limit %d", ErrPayloadTooLarge, e.ID, e.Type, len(data), maxSize)
 	}
@@ -84,7 +83,7 @@ func UnmarshalEnvelope(data []byte, maxSize int) (Envelope, error) {
 		return Envelope{}, fmt.Errorf("%w: envelope: %w", ErrMalformed, err)
 	}
 	var e Envelope
-	if err := json.Unmarshal(data, &e); err != nil {
+	if err := recordjson.Unmarshal(data, &e); err != nil {
 		return Envelope{}, fmt.Errorf("%w: envelope is not valid JSON: %w", ErrMalformed, err)
 	}
 	if err := e.Validate(); err != nil {

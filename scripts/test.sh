@@ -168,6 +168,7 @@ echo "== go test -fuzz ($fuzztime per target)"
 for target in \
 	"./message/ FuzzUnmarshalEnvelope" \
 	"./message/ FuzzRegistryDecode" \
+	"./internal/recordjson/ FuzzUnmarshalEnvelope" \
 	"./workflows/ FuzzSagaInput" \
 	"./engine/ FuzzDecodeBody" \
 	"./engine/ FuzzAdminHandlers" \

@@ -3,12 +3,12 @@ package embedded
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"math"
 	"strings"
 	"time"
 
+	"github.com/sagaflow/sagaflow/internal/recordjson"
 	"github.com/sagaflow/sagaflow/store"
 )
 
@@ -63,7 +63,7 @@ func (s *Store) Load(ctx context.Context, stream string, from uint64) ([]store.C
 					}
 				}
 				var cm store.Commit
-				if err := json.Unmarshal(v, &cm); err != nil {
+				if err := recordjson.Unmarshal(v, &cm); err != nil {
 					return fmt.Errorf("decode commit v%d: %w", binary.BigEndian.Uint64(k[prefixLen:]), err)
 				}
 				out = append(out, cm)
@@ -192,7 +192,7 @@ func decodeHead(stream, head []byte) (store.StreamInfo, error) {
 	}
 	info := store.StreamInfo{Stream: string(stream), Version: version}
 	if len(metaJSON) > 0 {
-		if err := json.Unmarshal(metaJSON, &info.Meta); err != nil {
+		if err := recordjson.Unmarshal(metaJSON, &info.Meta); err != nil {
 			return store.StreamInfo{}, fmt.Errorf("stream %s: decode meta: %w", stream, err)
 		}
 	}
@@ -220,7 +220,7 @@ func (s *Store) PendingOutbox(ctx context.Context, olderThan time.Time, limit in
 					break
 				}
 				var e store.OutboxEntry
-				if err := json.Unmarshal(v, &e); err != nil {
+				if err := recordjson.Unmarshal(v, &e); err != nil {
 					return fmt.Errorf("decode outbox entry %x: %w", k, err)
 				}
 				if e.At.After(olderThan) {
@@ -257,7 +257,7 @@ func (s *Store) DueTimers(ctx context.Context, now time.Time, limit int) ([]stor
 					break
 				}
 				var t store.Timer
-				if err := json.Unmarshal(v, &t); err != nil {
+				if err := recordjson.Unmarshal(v, &t); err != nil {
 					return fmt.Errorf("decode timer %q: %w", k[8:], err)
 				}
 				if t.DueAt.After(now) {
@@ -289,7 +289,7 @@ func (s *Store) NextTimer(ctx context.Context) (time.Time, bool, error) {
 			if k == nil {
 				return nil
 			}
-			if err := json.Unmarshal(v, &t); err != nil {
+			if err := recordjson.Unmarshal(v, &t); err != nil {
 				return fmt.Errorf("decode timer %q: %w", k[min(8, len(k)):], err)
 			}
 			ok = true
@@ -323,7 +323,7 @@ func (s *Store) LoadSnapshot(ctx context.Context, stream string) (store.Snapshot
 		if err != nil || v == nil {
 			return err
 		}
-		if err := json.Unmarshal(v, &snap); err != nil {
+		if err := recordjson.Unmarshal(v, &snap); err != nil {
 			return fmt.Errorf("decode snapshot: %w", err)
 		}
 		ok = true
