@@ -98,7 +98,7 @@ func routerProps(ctx context.Context, newEntity EntityFactory, idle, tickEvery t
 			idle: idle, tickEvery: tickEvery, children: make(map[string]*child),
 			// An idle keyed mailbox owns no queue (mailbox.go).
 			childProps: actor.PropsFromProducer(func() actor.Actor { return &keyedActor{shared: shared} },
-				actor.WithMailbox(newKeyedMailbox)),
+				actor.WithMailbox(newKeyedMailbox), actor.WithDispatcher(keyedDispatcher)),
 		}
 	}, actor.WithSupervisor(actor.NewRestartingStrategy()))
 }
