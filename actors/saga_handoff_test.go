@@ -12,9 +12,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/store"
-	"github.com/sagaflow/sagaflow/store/embedded"
 	"github.com/sagaflow/sagaflow/transport"
-	"github.com/sagaflow/sagaflow/transport/inmem"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -92,13 +90,7 @@ func (s countingStore) Load(ctx context.Context, stream string, from uint64) ([]
 func newHandoffRig(t *testing.T) *handoffRig {
 	t.Helper()
 	ctx := t.Context()
-	st, err := embedded.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	tr := inmem.New(inmem.WithPartitions(1))
-	t.Cleanup(func() { _ = tr.Close() })
+	st, tr := openRigParts(t)
 	reg := message.NewRegistry(message.JSON{})
 	if err := errors.Join(RegisterMessages(reg),
 		message.Register[handoffDo](reg, "test.HandoffDo.v1"),

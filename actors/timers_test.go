@@ -28,13 +28,7 @@ type timerRig struct {
 func newTimerRig(t *testing.T, interval time.Duration) *timerRig {
 	t.Helper()
 	ctx := t.Context()
-	st, err := embedded.Open(ctx, t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = st.Close() })
-	tr := inmem.New(inmem.WithPartitions(1))
-	t.Cleanup(func() { _ = tr.Close() })
+	st, tr := openRigParts(t)
 	if err := tr.Declare(ctx, transport.Queue{Name: "ticks"}); err != nil {
 		t.Fatal(err)
 	}
@@ -149,4 +143,18 @@ func TestTimerWakeKeepsTheEarliestAndDropsThePast(t *testing.T) {
 	if _, ok := w.next(now.Add(time.Minute)); ok {
 		t.Fatal("next after all are past reported one")
 	}
+}
+
+// openRigParts opens a real embedded store in a temporary directory and
+// an in-process transport of one partition, both closed when t ends.
+func openRigParts(t *testing.T) (*embedded.Store, *inmem.Transport) {
+	t.Helper()
+	st, err := embedded.Open(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	tr := inmem.New(inmem.WithPartitions(1))
+	t.Cleanup(func() { _ = tr.Close() })
+	return st, tr
 }
