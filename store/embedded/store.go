@@ -43,6 +43,11 @@ type Store struct {
 	outboxSeq uint64
 	// filters answer lookups of absent keys without Pebble (filters.go).
 	filters filters
+	// roundBatch is the writer's Pebble batch, reset and reused from round
+	// to round so that its buffer is not grown afresh for every round
+	// (Pebble's own pool of batches is emptied by every GC); nil while a
+	// round holds it. Only the writer goroutine touches it.
+	roundBatch *pebble.Batch
 
 	// mu orders Close against callers: reads and queue sends hold it for
 	// reading; Close takes it for writing to flip closed and close reqs.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -162,6 +163,34 @@ func TestBatchDropsARequestWhoseWriteFailsAndCommitsTheRest(t *testing.T) {
 	}
 }
 
+// TestWriterReusesItsBatchEmptied: the writer's Pebble batch is given
+// back empty after each round, a dropped request's writes included, and
+// the next round uses it again.
+func TestWriterReusesItsBatchEmptied(t *testing.T) {
+	s := openTest(t)
+	ctx := t.Context()
+	broken := appendReq(t, s, ctx, testCommit("b", 1, "h"))
+	broken.commit.handledKeys = [][]byte{make([]byte, maxKeySize+1)}
+	s.commitBatch([]*request{appendReq(t, s, ctx, testCommit("a", 1)), broken})
+	first := s.roundBatch
+	if first == nil || !first.Empty() {
+		t.Fatalf("after a round the writer holds batch %v, want one emptied for reuse", first)
+	}
+	s.commitBatch([]*request{appendReq(t, s, ctx, testCommit("a", 2))})
+	if s.roundBatch != first {
+		t.Fatal("the next round used a new batch, want the writer's own again")
+	}
+	if !s.roundBatch.Empty() {
+		t.Fatal("the reused batch was not emptied after its round")
+	}
+	if v := loadVersions(t, s, "a"); len(v) != 2 {
+		t.Fatalf("stream a has %d commits, want 2", len(v))
+	}
+	if v := loadVersions(t, s, "b"); len(v) != 0 {
+		t.Fatalf("the dropped request's writes reached the store through the reused batch: %v", v)
+	}
+}
+
 func TestBatchPanicFailsTheWholeTransaction(t *testing.T) {
 	s := openTest(t)
 	ctx := t.Context()
@@ -253,4 +282,56 @@ func TestOpenRefusesAForeignFormat(t *testing.T) {
 	}
 	setRaw(t, dir, bucket{prefix: prefixInfo}.key(formatKey), []byte("99"))
 	wantRefused(t, dir, `"99"`, `"`+FormatVersion+`"`)
+}
+
+// TestRoundsStopFillingAtTheirByteBudget: a queue of large commits is
+// taken in rounds of about maxRoundBytes each (so that the writer's batch
+// stays small enough for Pebble to keep its buffer), every request once,
+// in queue order; small requests fill a round up to maxBatch.
+func TestRoundsStopFillingAtTheirByteBudget(t *testing.T) {
+	s := openTest(t)
+	ctx := t.Context()
+	const n = 64
+	reqs := make(chan *request, n)
+	var queued []*request
+	for i := range n {
+		c := testCommit(fmt.Sprintf("big-%02d", i), 1)
+		c.Events[0].Payload = json.RawMessage(`"` + strings.Repeat("x", 32<<10) + `"`)
+		r := appendReq(t, s, ctx, c)
+		if r.size() < 32<<10 {
+			t.Fatalf("size of a commit of 32 KiB is %d", r.size())
+		}
+		queued = append(queued, r)
+		reqs <- r
+	}
+	var got []*request
+	rounds := 0
+	for len(reqs) > 0 {
+		round := takeRound(reqs, []*request{<-reqs}, 512)
+		bytes := 0
+		for _, r := range round[:len(round)-1] {
+			bytes += r.size()
+		}
+		if bytes >= maxRoundBytes {
+			t.Fatalf("round %d went on filling past %d bytes (%d before its last request)", rounds, maxRoundBytes, bytes)
+		}
+		got = append(got, round...)
+		rounds++
+	}
+	if want := n * (32 << 10) / maxRoundBytes; rounds < want {
+		t.Errorf("%d rounds for %d KiB of commits, want at least %d", rounds, n*32, want)
+	}
+	for i := range queued {
+		if got[i] != queued[i] {
+			t.Fatalf("request %d taken out of order", i)
+		}
+	}
+
+	small := make(chan *request, 10)
+	for range 10 {
+		small <- &request{op: opMarkDispatched, ids: []string{"m"}}
+	}
+	if round := takeRound(small, []*request{<-small}, 4); len(round) != 4 {
+		t.Errorf("a round of small requests took %d, want maxBatch 4", len(round))
+	}
 }
