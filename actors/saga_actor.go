@@ -160,10 +160,12 @@ func createSaga(ctx context.Context, deps *Deps, wf workflows.Workflow, dec work
 
 // firstStep takes the first step of a started saga (dec, from
 // workflows.Start) when it is a command step, and returns the two
-// transitions as one decision. ok is false for any other first step, and
-// when the machine fails or the workflow's code panics: the saga is then
-// created without its first step, and its actor meets the failure as it
-// always has.
+// transitions as one decision. The machine fails the step when the
+// workflow's command builder errs or panics, as it would in the saga's
+// actor, so such a saga may finish in its first version. ok is false for
+// any other first step, and when the machine itself fails or lets a panic
+// through: the saga is then created without its first step, and its actor
+// meets the failure as it always has.
 func (d *Deps) firstStep(ctx context.Context, wf workflows.Workflow, dec workflows.Decision) (out workflows.Decision, ok bool) {
 	if steps := wf.Steps(); len(steps) == 0 || steps[0].Kind != workflows.KindCommand {
 		return workflows.Decision{}, false

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -100,6 +101,9 @@ func newHandoffRig(t *testing.T) *handoffRig {
 	do := workflows.CommandStep[handoffInput]{
 		Service: "svc", Timeout: time.Hour,
 		Command: func(s *handoffInput) (workflows.Cmd, error) {
+			if s.N < 0 {
+				panic("the command builder fails on a negative n")
+			}
 			return workflows.Cmd{Key: fmt.Sprint(s.N), Body: handoffDo(*s)}, nil
 		},
 	}
@@ -236,6 +240,34 @@ func TestStartLeavesAFirstLocalStepToTheSagasActor(t *testing.T) {
 		t.Errorf("command payload %s, want {\"n\":2} (the local step ran in the actor, once)", cmd.Payload)
 	}
 	r.sagaAt(t, "l1", workflows.StatusRunning, 2)
+}
+
+// TestStartFailsAFirstStepWhoseCommandBuilderPanics: a panic in the
+// workflow's command builder fails the step in the machine, at the start
+// as in the saga's actor: v1 records the failure and the compensation,
+// sends no command and no resume, and is the saga's final version.
+func TestStartFailsAFirstStepWhoseCommandBuilderPanics(t *testing.T) {
+	r := newHandoffRig(t)
+	if err := StartSaga(t.Context(), r.deps, r.wf, "p1", "", []byte(`{"n":-1}`)); err != nil {
+		t.Fatalf("start with a panicking command builder: %v, want the saga created", err)
+	}
+	snap := r.sagaAt(t, "p1", workflows.StatusCompensated, 1)
+	var failed *workflows.Record
+	for i := range snap.History {
+		if snap.History[i].Event == workflows.EventStepFailed {
+			failed = &snap.History[i]
+		}
+	}
+	if failed == nil || failed.Step != "do" || !strings.Contains(failed.Detail, "panic") {
+		t.Fatalf("v1 records %+v, want step do failed with the builder's panic", snap.History)
+	}
+	select {
+	case env := <-r.svc:
+		t.Fatalf("the participant got %s from a step whose command could not be built", env.Type)
+	case env := <-r.sagas:
+		t.Fatalf("the saga queue got %s; a finished saga needs no resume", env.Type)
+	case <-time.After(50 * time.Millisecond):
+	}
 }
 
 func TestStaleHandoffIsCheckedAgainstTheStore(t *testing.T) {
