@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"math"
 	"time"
-
-	"github.com/sagaflow/sagaflow/internal/recordjson"
 )
 
 // The buckets (kv.go gives each its key prefix) and their keys:
@@ -100,13 +98,4 @@ func parseHead(v []byte) (version uint64, metaJSON []byte, ok bool) {
 		return 0, nil, false
 	}
 	return binary.BigEndian.Uint64(v[:8]), v[8:], true
-}
-
-// encodeJSON encodes one of the store's records (a commit, an outbox
-// entry, a timer, meta, a snapshot) without HTML escaping, so that payload
-// bytes that are compact JSON come back byte for byte, into a slice of its
-// own size. It is internal/recordjson: encoding/json's bytes at a sixth of
-// its CPU.
-func encodeJSON(v any) ([]byte, error) {
-	return recordjson.Marshal(v)
 }

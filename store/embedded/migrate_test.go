@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/sagaflow/sagaflow/internal/recordjson"
 	"github.com/sagaflow/sagaflow/store"
 )
 
@@ -45,16 +46,16 @@ func writeLegacy(t *testing.T, dir, format string) {
 				err = bk[bucket].Put(k, v)
 			}
 		}
-		cv, _ := encodeJSON(c)
+		cv, _ := recordjson.Marshal(c)
 		put("commits", commitKey("s", 1), cv)
 		put("heads", []byte("s"), headValue(1, nil))
 		put("handled", handledKey("s", "h1"), binary.BigEndian.AppendUint64(nil, 1))
 		ok := outboxKey(sortableNanos(legacyAt), 1)
-		ov, _ := encodeJSON(store.OutboxEntry{ID: c.Outbox[0].ID, Stream: "s", Version: 1, Message: c.Outbox[0], At: legacyAt})
+		ov, _ := recordjson.Marshal(store.OutboxEntry{ID: c.Outbox[0].ID, Stream: "s", Version: 1, Message: c.Outbox[0], At: legacyAt})
 		put("outbox", ok, ov)
 		put("outbox_index", []byte(c.Outbox[0].ID), ok)
 		due := legacyAt.Add(time.Hour)
-		tv, _ := encodeJSON(store.Timer{ID: "t1", Stream: "s", DueAt: due})
+		tv, _ := recordjson.Marshal(store.Timer{ID: "t1", Stream: "s", DueAt: due})
 		put("timers", timerKey(due, "t1"), tv)
 		put("timer_index", []byte("t1"), timerKey(due, "t1"))
 		put("info", formatKey, []byte(format))

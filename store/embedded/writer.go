@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sagaflow/sagaflow/internal/recordjson"
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/store"
 )
@@ -213,7 +214,7 @@ func (s *Store) encodeCommit(c store.Commit) (*encodedCommit, error) {
 	if err := tooLong("stream name", c.Stream, 1+8); err != nil {
 		return nil, err
 	}
-	value, err := encodeJSON(c)
+	value, err := recordjson.Marshal(c)
 	if err != nil {
 		return nil, fmt.Errorf("%w: encode: %w", store.ErrInvalidCommit, err)
 	}
@@ -239,7 +240,7 @@ func (s *Store) encodeCommit(c store.Commit) (*encodedCommit, error) {
 		if err := tooLong("outbox message ID", m.ID, 0); err != nil {
 			return nil, err
 		}
-		v, err := encodeJSON(store.OutboxEntry{ID: m.ID, Stream: c.Stream, Version: c.Version, Message: m, At: c.At})
+		v, err := recordjson.Marshal(store.OutboxEntry{ID: m.ID, Stream: c.Stream, Version: c.Version, Message: m, At: c.At})
 		if err != nil {
 			return nil, fmt.Errorf("%w: encode outbox message %q: %w", store.ErrInvalidCommit, m.ID, err)
 		}
@@ -249,14 +250,14 @@ func (s *Store) encodeCommit(c store.Commit) (*encodedCommit, error) {
 		if err := tooLong("timer ID", t.ID, 8); err != nil {
 			return nil, err
 		}
-		v, err := encodeJSON(t)
+		v, err := recordjson.Marshal(t)
 		if err != nil {
 			return nil, fmt.Errorf("%w: encode timer %q: %w", store.ErrInvalidCommit, t.ID, err)
 		}
 		enc.timers = append(enc.timers, encodedTimer{id: t.ID, key: timerKey(t.DueAt, t.ID), value: v})
 	}
 	if c.Meta != nil {
-		m, err := encodeJSON(c.Meta)
+		m, err := recordjson.Marshal(c.Meta)
 		if err != nil {
 			return nil, fmt.Errorf("%w: encode meta: %w", store.ErrInvalidCommit, err)
 		}
@@ -708,7 +709,7 @@ func (s *Store) saveSnapshot(ctx context.Context, snap store.Snapshot) error {
 	if len(snap.Stream) > maxKeySize {
 		return fmt.Errorf("%w: stream name is %d bytes, limit %d", store.ErrInvalidCommit, len(snap.Stream), maxKeySize)
 	}
-	value, err := encodeJSON(snap)
+	value, err := recordjson.Marshal(snap)
 	if err != nil {
 		return fmt.Errorf("%w: encode snapshot: %w", store.ErrInvalidCommit, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/sagaflow/sagaflow/internal/recordjson"
 	"github.com/sagaflow/sagaflow/message"
 	"github.com/sagaflow/sagaflow/store"
 )
@@ -85,7 +86,7 @@ func (s *Store) saveSnapshot(ctx context.Context, snap store.Snapshot) error {
 	if snap.Version > 1<<63-1 {
 		return fmt.Errorf("%w: version %d is beyond the store's range", store.ErrInvalidCommit, snap.Version)
 	}
-	data, err := encodeJSON(snap)
+	data, err := recordjson.Marshal(snap)
 	if err != nil {
 		return fmt.Errorf("%w: encode snapshot: %w", store.ErrInvalidCommit, err)
 	}
