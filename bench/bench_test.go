@@ -169,6 +169,10 @@ func checkStoreLoad(t *testing.T, s SagaResult) {
 		if runtime.GOOS == "linux" && s.CPUPerSaga <= 0 {
 			t.Errorf("%s %d%% %s: no process CPU per saga", s.Backend, s.CompensationPercent, s.Load)
 		}
+		if s.AllocKiBPerSaga <= 0 || l.WALKiBPerSaga <= 0 {
+			t.Errorf("%s %d%% %s: allocated %.1f KiB and wrote %.1f KiB of log per saga, want both above 0",
+				s.Backend, s.CompensationPercent, s.Load, s.AllocKiBPerSaga, l.WALKiBPerSaga)
+		}
 		if l.WriterBusy <= 0 || l.TxMillis <= 0 || l.RequestsPerTx < 1 || l.WALKiBPerTx <= 0 || l.SyncShare <= 0 || l.SyncShare > 1 || l.Commands != 0 {
 			t.Errorf("%s %d%% %s: store figures %+v, want the writer's busy share, sync share, writes and log bytes per batch", s.Backend, s.CompensationPercent, s.Load, *l)
 		}

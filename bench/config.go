@@ -32,6 +32,10 @@ type Config struct {
 	Out string `json:"-"`
 	// CPUProfile is the CPU profile file ("" takes none).
 	CPUProfile string `json:"-"`
+	// AllocProfile is the file of the heap profile written at the end of
+	// the run, whose alloc_space and alloc_objects count what the harness
+	// process allocated in it ("" writes none).
+	AllocProfile string `json:"-"`
 	// HalfTrace is the file for a runtime execution trace of the first
 	// half-load measurement window on the embedded default ("" takes none):
 	// `go tool trace -pprof=sched` on it shows where goroutines waited to
@@ -122,6 +126,7 @@ func ParseFlags(args []string) (Config, error) {
 	comp := fs.String("compensation", "0,20", "percentages of sagas whose last step fails, comma-separated")
 	fs.StringVar(&c.Out, "out", c.Out, "write the results as JSON to this file (empty: none)")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the harness process to this file")
+	fs.StringVar(&c.AllocProfile, "allocprofile", "", "write the harness process's heap profile to this file at the end (alloc_space: what the run allocated)")
 	fs.StringVar(&c.HalfTrace, "halftrace", "", "write an execution trace of the first half-load window on the embedded default to this file")
 	fs.StringVar(&c.MemProfile, "memprofile", "", "write the memory section's heap profiles to PREFIX-idle.pprof and PREFIX-passivated.pprof")
 	fs.DurationVar(&c.RawDuration, "raw-duration", c.RawDuration, "length of each raw measurement")

@@ -55,6 +55,9 @@ type phaseResult struct {
 	Store       *StoreLoad
 	StealShare  float64       // of the window
 	CPUPerSaga  time.Duration // the process's CPU time in the window per saga finished in it
+	// AllocPerSaga is the KiB the process allocated in the window per
+	// saga finished in it.
+	AllocPerSaga float64
 }
 
 // maxStartErrors ends a phase whose starts keep failing.
@@ -273,12 +276,13 @@ func (p phase) run(ctx context.Context, watch *sagaWatch) (phaseResult, error) {
 		Late:        int(late.Load()),
 		StartErrors: int(startErrs.Load()),
 		Cost:        costPer(before, after, int(total.Load())-unfinished),
-		Store:       storeLoad(storeBefore, winFrom, winTo, storeAfter, int(total.Load())-unfinished),
+		Store:       storeLoad(storeBefore, winFrom, winTo, storeAfter, int(total.Load())-unfinished, t.finishedIn),
 	}
 	if winFrom != nil && winTo != nil {
 		res.StealShare = stealShare(winFrom.cpu, winTo.cpu)
 		if t.finishedIn > 0 {
 			res.CPUPerSaga = (winTo.process - winFrom.process) / time.Duration(t.finishedIn)
+			res.AllocPerSaga = float64(winTo.allocated-winFrom.allocated) / 1024 / float64(t.finishedIn)
 		}
 	}
 	if p := firstErr.Load(); p != nil {

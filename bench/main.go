@@ -53,6 +53,11 @@ func run(ctx context.Context, cfg Config, w io.Writer) error {
 		defer pprof.StopCPUProfile()
 	}
 	rep := Measure(ctx, cfg)
+	if cfg.AllocProfile != "" {
+		if err := writeProfile("heap", cfg.AllocProfile); err != nil {
+			return err
+		}
+	}
 	rep.PrintTable(w)
 	if cfg.Out != "" {
 		if err := rep.WriteJSON(cfg.Out); err != nil {

@@ -172,17 +172,21 @@ func writeHeapProfile(prefix, name string) error {
 	if prefix == "" {
 		return nil
 	}
-	path := prefix + "-" + name + ".pprof"
+	return writeProfile("heap", prefix+"-"+name+".pprof")
+}
+
+// writeProfile writes the runtime profile named profile to path.
+func writeProfile(profile, path string) error {
 	f, err := os.Create(path)
 	if err != nil {
-		return fmt.Errorf("heap profile: %w", err)
+		return fmt.Errorf("%s profile: %w", profile, err)
 	}
-	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+	if err := pprof.Lookup(profile).WriteTo(f, 0); err != nil {
 		_ = f.Close()
-		return fmt.Errorf("write heap profile %s: %w", path, err)
+		return fmt.Errorf("write %s profile %s: %w", profile, path, err)
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("write heap profile %s: %w", path, err)
+		return fmt.Errorf("write %s profile %s: %w", profile, path, err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"runtime/metrics"
 	"strings"
 	"sync/atomic"
 
@@ -34,8 +35,19 @@ func (s *observedStore) sampleStore() *storeSample {
 		return nil
 	}
 	v := s.sample()
-	v.cpu, v.process = readCPUTicks(), processCPU()
+	v.cpu, v.process, v.allocated = readCPUTicks(), processCPU(), allocatedBytes()
 	return &v
+}
+
+// allocatedBytes is what the process has allocated on the Go heap so far
+// (runtime/metrics, which unlike ReadMemStats does not stop the world).
+func allocatedBytes() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // counters are the observed store's running totals.

@@ -194,6 +194,11 @@ type SagaResult struct {
 	// and, unlike the rate, it does not move with CPU steal (0: not
 	// sampled).
 	CPUPerSaga Millis `json:"cpu_per_saga_ms,omitempty"`
+	// AllocKiBPerSaga is what the harness process allocated on the Go
+	// heap in the window per saga finished in it, in KiB: the work behind
+	// the GC's share of CPUPerSaga, and like the bytes the store wrote it
+	// does not move with the machine's speed (0: not sampled).
+	AllocKiBPerSaga float64 `json:"alloc_kib_per_saga,omitempty"`
 	// Limit is the rate the raw limits imply for this cost (0: unknown),
 	// and Ratio is Rate/Limit.
 	Limit float64 `json:"limit_per_s,omitempty"`
@@ -400,8 +405,8 @@ func (r *Report) printStoreLoad(w io.Writer) {
 	var lines []string
 	for _, s := range r.Sagas {
 		if s.Status == StatusOK && s.Store != nil {
-			lines = append(lines, fmt.Sprintf("%s\t%d%%\t%s\t%s; process CPU %.2f ms per saga; CPU steal %.0f%%",
-				s.Backend, s.CompensationPercent, s.Load, s.Store.describe(), s.CPUPerSaga, 100*s.StealShare))
+			lines = append(lines, fmt.Sprintf("%s\t%d%%\t%s\t%s; process CPU %.2f ms and %.0f KiB allocated per saga; CPU steal %.0f%%",
+				s.Backend, s.CompensationPercent, s.Load, s.Store.describe(), s.CPUPerSaga, s.AllocKiBPerSaga, 100*s.StealShare))
 		}
 	}
 	if len(lines) == 0 {

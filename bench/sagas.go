@@ -136,6 +136,7 @@ func (s sagaSection) result(pct int, load string, r runPhaseResult, err error) S
 	res.P90, res.P999 = millis(r.P90), millis(r.P999)
 	res.Sagas, res.Compensated, res.Unfinished, res.Late, res.Cost = r.Sagas, r.Compensated, r.Unfinished, r.Late, r.Cost
 	res.Store, res.StealShare, res.CPUPerSaga = r.Store, r.StealShare, millis(r.CPUPerSaga)
+	res.AllocKiBPerSaga = r.AllocPerSaga
 	res.StartErrors = r.StartErrors
 	if r.FirstError != nil {
 		res.Note = joinNote("first start error: "+r.FirstError.Error(), res.Note)

@@ -36,6 +36,12 @@ type StoreLoad struct {
 	// batch of the window, and WALKiBPerTx the log bytes it wrote.
 	RequestsPerTx float64 `json:"requests_per_transaction,omitempty"`
 	WALKiBPerTx   float64 `json:"wal_kib_per_transaction,omitempty"`
+	// WALKiBPerSaga and TableKiBPerSaga are what the store wrote in the
+	// window per saga finished in it: to its write-ahead log, and to its
+	// tables by flushes and compactions. Unlike times, they do not move
+	// with the machine's speed.
+	WALKiBPerSaga   float64 `json:"wal_kib_per_saga,omitempty"`
+	TableKiBPerSaga float64 `json:"table_kib_per_saga,omitempty"`
 	// ReadAmp is the embedded store's read amplification at the window's
 	// end: the places a lookup of a missing key probes.
 	ReadAmp int `json:"read_amp,omitempty"`
@@ -56,13 +62,14 @@ type StoreLoad struct {
 type storeSample struct {
 	at time.Time
 	// The embedded store's writer.
-	txs, requests, walBytes int64
-	busy, syncWait          time.Duration
-	readAmp                 int
+	txs, requests, walBytes, tableBytes int64
+	busy, syncWait                      time.Duration
+	readAmp                             int
 	// The machine's CPU time, and the harness process's (user and system;
-	// the process hosts the engine).
-	cpu     cpuTicks
-	process time.Duration
+	// the process hosts the engine) and the bytes it has allocated.
+	cpu       cpuTicks
+	process   time.Duration
+	allocated uint64
 	// The MongoDB store's server commands.
 	commands commandTotals
 }
@@ -73,7 +80,8 @@ func embeddedSampler(st *embedded.Store) func() storeSample {
 		s := st.Stats()
 		return storeSample{
 			at: time.Now(), txs: int64(s.Batches), requests: int64(s.Requests), walBytes: int64(s.WALBytes),
-			busy: s.Busy, syncWait: s.SyncWait, readAmp: s.ReadAmp,
+			tableBytes: int64(s.TableBytes),
+			busy:       s.Busy, syncWait: s.SyncWait, readAmp: s.ReadAmp,
 		}
 	}
 }
@@ -133,10 +141,11 @@ func (c *commandCounter) sample() storeSample {
 }
 
 // storeLoad computes a phase's StoreLoad: the writer's figures from the
-// samples at the window's start and end, the commands per saga from the
-// samples at the phase's start and end, over sagas finished sagas. Nil
-// when the store was not sampled.
-func storeLoad(phaseFrom, winFrom, winTo, phaseTo *storeSample, sagas int) *StoreLoad {
+// samples at the window's start and end (over windowSagas, the sagas
+// finished in the window), the commands per saga from the samples at the
+// phase's start and end, over sagas finished sagas. Nil when the store was
+// not sampled.
+func storeLoad(phaseFrom, winFrom, winTo, phaseTo *storeSample, sagas, windowSagas int) *StoreLoad {
 	var l StoreLoad
 	if winFrom != nil && winTo != nil {
 		if span := winTo.at.Sub(winFrom.at); span > 0 && winTo.txs > winFrom.txs {
@@ -150,6 +159,10 @@ func storeLoad(phaseFrom, winFrom, winTo, phaseTo *storeSample, sagas int) *Stor
 			l.RequestsPerTx = float64(winTo.requests-winFrom.requests) / txs
 			l.WALKiBPerTx = float64(winTo.walBytes-winFrom.walBytes) / 1024 / txs
 			l.ReadAmp = winTo.readAmp
+		}
+		if windowSagas > 0 {
+			l.WALKiBPerSaga = float64(winTo.walBytes-winFrom.walBytes) / 1024 / float64(windowSagas)
+			l.TableKiBPerSaga = float64(winTo.tableBytes-winFrom.tableBytes) / 1024 / float64(windowSagas)
 		}
 	}
 	if phaseFrom != nil && phaseTo != nil && sagas > 0 {
@@ -173,8 +186,8 @@ func storeLoad(phaseFrom, winFrom, winTo, phaseTo *storeSample, sagas int) *Stor
 func (l *StoreLoad) describe() string {
 	var parts []string
 	if l.RequestsPerTx > 0 {
-		parts = append(parts, fmt.Sprintf("writer busy %.0f%% of the window; a batch %.2f ms (%.0f%% of it writing the log and syncing), %.0f writes, %.0f KiB of log; read amplification %d",
-			100*l.WriterBusy, l.TxMillis, 100*l.SyncShare, l.RequestsPerTx, l.WALKiBPerTx, l.ReadAmp))
+		parts = append(parts, fmt.Sprintf("writer busy %.0f%% of the window; a batch %.2f ms (%.0f%% of it writing the log and syncing), %.0f writes, %.0f KiB of log; read amplification %d; a saga wrote %.1f KiB of log and %.1f KiB of tables",
+			100*l.WriterBusy, l.TxMillis, 100*l.SyncShare, l.RequestsPerTx, l.WALKiBPerTx, l.ReadAmp, l.WALKiBPerSaga, l.TableKiBPerSaga))
 	}
 	if l.Commands > 0 {
 		parts = append(parts, fmt.Sprintf("%.1f server commands per saga (find %.1f, insert %.1f, update %.1f, delete %.1f), %.2f ms each on average",

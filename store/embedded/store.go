@@ -89,6 +89,10 @@ type Stats struct {
 	SyncWait time.Duration
 	// WALBytes is the number of bytes written to the write-ahead log.
 	WALBytes uint64
+	// TableBytes is the number of bytes flushes and compactions have
+	// written to tables (and blob files): with WALBytes, what the store
+	// wrote for its commits.
+	TableBytes uint64
 	// CacheBytes is what the block cache holds now, and MemTableBytes what
 	// the memtables (the current one and those waiting for a flush) have
 	// reserved. Pebble allocates both itself: with C's malloc, outside
@@ -263,6 +267,9 @@ func (s *Store) Stats() Stats {
 	if !s.closed.Load() {
 		m := s.db.Metrics()
 		st.WALBytes = m.WAL.BytesWritten
+		for _, l := range m.Levels {
+			st.TableBytes += l.TableBytesFlushed + l.TableBytesCompacted + l.BlobBytesFlushed + l.BlobBytesCompacted
+		}
 		st.CacheBytes = uint64(max(m.BlockCache.Size, 0))
 		st.MemTableBytes = m.MemTable.Size
 		st.ReadAmp = m.ReadAmp()
