@@ -17,6 +17,8 @@
 package recordjson
 
 import (
+	"sync"
+
 	gojson "github.com/goccy/go-json"
 )
 
@@ -26,6 +28,44 @@ import (
 func Marshal(v any) ([]byte, error) {
 	return gojson.MarshalWithOption(v, gojson.DisableHTMLEscape())
 }
+
+// MarshalAppend appends to dst the bytes Marshal returns for v, and
+// returns the extended slice. It lets a caller encode several records
+// into one buffer it reuses, where Marshal allocates each result. On an
+// error dst is returned as it was (its length unchanged).
+func MarshalAppend(dst []byte, v any) ([]byte, error) {
+	a := appenders.Get().(*appender)
+	a.buf = dst
+	err := a.enc.Encode(v)
+	out := a.buf
+	a.buf = nil
+	appenders.Put(a)
+	if err != nil {
+		return dst, err
+	}
+	// The Encoder writes the value and a newline in one Write.
+	return out[:len(out)-1], nil
+}
+
+// appender is a goccy/go-json Encoder writing to its own buffer, pooled
+// so that MarshalAppend allocates neither.
+type appender struct {
+	buf []byte
+	enc *gojson.Encoder
+}
+
+// Write implements io.Writer for the Encoder.
+func (a *appender) Write(p []byte) (int, error) {
+	a.buf = append(a.buf, p...)
+	return len(p), nil
+}
+
+var appenders = sync.Pool{New: func() any {
+	a := &appender{}
+	a.enc = gojson.NewEncoder(a)
+	a.enc.SetEscapeHTML(false)
+	return a
+}}
 
 // Unmarshal decodes data into v as encoding/json.Unmarshal does: it
 // refuses anything but one JSON value (with surrounding white space), and

@@ -186,6 +186,14 @@ func TestMarshalMatchesEncodingJSON(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("record %d (%T):\n got %q\nwant %q", i, rec, got, want)
 		}
+		prefix := []byte(fmt.Sprintf("record %d:", i))
+		appended, appendErr := recordjson.MarshalAppend(bytes.Clone(prefix), rec)
+		if (appendErr == nil) != (wantErr == nil) {
+			t.Fatalf("record %d (%T): MarshalAppend's error %v, encoding/json's %v", i, rec, appendErr, wantErr)
+		}
+		if wantAppended := append(bytes.Clone(prefix), want...); !bytes.Equal(appended, wantAppended) {
+			t.Fatalf("record %d (%T): MarshalAppend wrote\n %q\nwant %q", i, rec, appended, wantAppended)
+		}
 		if err != nil {
 			continue
 		}
@@ -214,6 +222,10 @@ func TestMarshalRefusesInvalidPayloads(t *testing.T) {
 		}
 		if b, err := recordjson.Marshal(e); err == nil {
 			t.Errorf("payload %q: Marshal wrote %q, want an error", p, b)
+		}
+		dst := []byte("kept")
+		if b, err := recordjson.MarshalAppend(dst, e); err == nil || string(b) != "kept" {
+			t.Errorf("payload %q: MarshalAppend returned %q, %v; want %q and an error", p, b, err, "kept")
 		}
 	}
 }

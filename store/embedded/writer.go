@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sagaflow/sagaflow/internal/recordjson"
@@ -66,6 +67,51 @@ type encodedCommit struct {
 	timers      []encodedTimer
 	cancel      []string
 	metaJSON    []byte // nil when the commit carries no Meta
+	// head is the stream's new head value (version and metaJSON) when the
+	// commit carries a Meta; metaJSON is its tail.
+	head []byte
+	// arena is the pooled buffer that value, the outbox and timer values
+	// and head are slices of (see recordArena).
+	arena *[]byte
+}
+
+// recordArenas pools the buffers commits are encoded into. A commit's
+// values are slices of one buffer, which the writer gives back once it
+// has answered the commit's request: until then a round may apply the
+// request again (commitBatch), and after that nothing reads the values,
+// as Pebble's batch has copied them. A caller that stopped waiting
+// leaves the request with the writer, which still gives the buffer back;
+// a request that never reached the writer leaves its buffer to the GC.
+var recordArenas = sync.Pool{New: func() any {
+	b := make([]byte, 0, recordArenaBytes)
+	return &b
+}}
+
+// recordArenaBytes is a new arena's room, enough for a saga commit with
+// its outbox and timer entries; maxPooledArenaBytes is the largest arena
+// given back, so that one huge commit does not keep its buffer alive.
+const (
+	recordArenaBytes    = 8 << 10
+	maxPooledArenaBytes = 64 << 10
+)
+
+// release gives c's arena back to the pool. c's values must not be read
+// afterwards.
+func (c *encodedCommit) release() {
+	if c == nil || c.arena == nil {
+		return
+	}
+	if cap(*c.arena) <= maxPooledArenaBytes {
+		*c.arena = (*c.arena)[:0]
+		recordArenas.Put(c.arena)
+	}
+	c.arena, c.value, c.head, c.metaJSON = nil, nil, nil, nil
+	for i := range c.outbox {
+		c.outbox[i].value = nil
+	}
+	for i := range c.timers {
+		c.timers[i].value = nil
+	}
 }
 
 type encodedOutbox struct {
@@ -199,36 +245,57 @@ func (s *Store) await(ctx context.Context, r *request) error {
 	}
 }
 
+// tooLong refuses an ID that, with extra bytes of its key, makes a key
+// longer than maxKeySize.
+func tooLong(what, id string, extra int) error {
+	if len(id)+extra > maxKeySize {
+		return fmt.Errorf("%w: %s is %d bytes, limit %d", store.ErrInvalidCommit, what, len(id), maxKeySize-extra)
+	}
+	return nil
+}
+
 // encodeCommit checks what the store's key layout needs beyond
 // store.ValidateCommit and encodes c's keys and values.
 func (s *Store) encodeCommit(c store.Commit) (*encodedCommit, error) {
 	if strings.IndexByte(c.Stream, 0) >= 0 {
 		return nil, fmt.Errorf("%w: stream name contains the byte 0x00", store.ErrInvalidCommit)
 	}
-	tooLong := func(what, id string, extra int) error {
-		if len(id)+extra > maxKeySize {
-			return fmt.Errorf("%w: %s is %d bytes, limit %d", store.ErrInvalidCommit, what, len(id), maxKeySize-extra)
-		}
-		return nil
-	}
 	if err := tooLong("stream name", c.Stream, 1+8); err != nil {
 		return nil, err
 	}
-	value, err := recordjson.Marshal(c)
+	arena := recordArenas.Get().(*[]byte)
+	enc, err := s.encodeCommitInto(arena, c)
+	if err != nil {
+		*arena = (*arena)[:0]
+		recordArenas.Put(arena)
+		return nil, err
+	}
+	return enc, nil
+}
+
+// encodeCommitInto encodes c's values into the arena: first the commit,
+// then each outbox entry, timer and the head; their slices are cut once
+// the arena has stopped growing.
+func (s *Store) encodeCommitInto(arena *[]byte, c store.Commit) (*encodedCommit, error) {
+	buf, err := recordjson.MarshalAppend((*arena)[:0], c)
 	if err != nil {
 		return nil, fmt.Errorf("%w: encode: %w", store.ErrInvalidCommit, err)
 	}
-	if len(value) > s.cfg.maxCommitBytes {
+	if len(buf) > s.cfg.maxCommitBytes {
 		return nil, fmt.Errorf("%w: %w: encoded commit is %d bytes, limit %d",
-			store.ErrInvalidCommit, message.ErrPayloadTooLarge, len(value), s.cfg.maxCommitBytes)
+			store.ErrInvalidCommit, message.ErrPayloadTooLarge, len(buf), s.cfg.maxCommitBytes)
 	}
+	// ends[i] is where the arena's i-th value ends: the commit, the outbox
+	// entries, the timers, then the head.
+	ends := make([]int, 0, 2+len(c.Outbox)+len(c.Timers))
+	ends = append(ends, len(buf))
 	enc := &encodedCommit{
 		stream:     c.Stream,
 		version:    c.Version,
 		key:        commitKey(c.Stream, c.Version),
-		value:      value,
 		handledIDs: c.Handled,
 		cancel:     c.CancelTimers,
+		arena:      arena,
 	}
 	for _, id := range c.Handled {
 		if err := tooLong("handled message ID", id, len(c.Stream)+1); err != nil {
@@ -240,28 +307,48 @@ func (s *Store) encodeCommit(c store.Commit) (*encodedCommit, error) {
 		if err := tooLong("outbox message ID", m.ID, 0); err != nil {
 			return nil, err
 		}
-		v, err := recordjson.Marshal(store.OutboxEntry{ID: m.ID, Stream: c.Stream, Version: c.Version, Message: m, At: c.At})
-		if err != nil {
+		if buf, err = recordjson.MarshalAppend(buf, store.OutboxEntry{ID: m.ID, Stream: c.Stream, Version: c.Version, Message: m, At: c.At}); err != nil {
 			return nil, fmt.Errorf("%w: encode outbox message %q: %w", store.ErrInvalidCommit, m.ID, err)
 		}
-		enc.outbox = append(enc.outbox, encodedOutbox{id: m.ID, at: sortableNanos(c.At), value: v})
+		ends = append(ends, len(buf))
+		enc.outbox = append(enc.outbox, encodedOutbox{id: m.ID, at: sortableNanos(c.At)})
 	}
 	for _, t := range c.Timers {
 		if err := tooLong("timer ID", t.ID, 8); err != nil {
 			return nil, err
 		}
-		v, err := recordjson.Marshal(t)
-		if err != nil {
+		if buf, err = recordjson.MarshalAppend(buf, t); err != nil {
 			return nil, fmt.Errorf("%w: encode timer %q: %w", store.ErrInvalidCommit, t.ID, err)
 		}
-		enc.timers = append(enc.timers, encodedTimer{id: t.ID, key: timerKey(t.DueAt, t.ID), value: v})
+		ends = append(ends, len(buf))
+		enc.timers = append(enc.timers, encodedTimer{id: t.ID, key: timerKey(t.DueAt, t.ID)})
 	}
 	if c.Meta != nil {
-		m, err := recordjson.Marshal(c.Meta)
-		if err != nil {
+		buf = binary.BigEndian.AppendUint64(buf, c.Version)
+		if buf, err = recordjson.MarshalAppend(buf, c.Meta); err != nil {
 			return nil, fmt.Errorf("%w: encode meta: %w", store.ErrInvalidCommit, err)
 		}
-		enc.metaJSON = m
+		ends = append(ends, len(buf))
+	}
+	*arena = buf
+	// Cut the values now that buf no longer moves.
+	cut := func(i int) []byte {
+		from := 0
+		if i > 0 {
+			from = ends[i-1]
+		}
+		return buf[from:ends[i]:ends[i]]
+	}
+	enc.value = cut(0)
+	for i := range enc.outbox {
+		enc.outbox[i].value = cut(1 + i)
+	}
+	for i := range enc.timers {
+		enc.timers[i].value = cut(1 + len(enc.outbox) + i)
+	}
+	if c.Meta != nil {
+		enc.head = cut(len(ends) - 1)
+		enc.metaJSON = enc.head[8:]
 	}
 	return enc, nil
 }
@@ -409,6 +496,7 @@ func (s *Store) commitBatch(batch []*request) {
 	s.stats.requests.Add(uint64(len(batch)))
 	for i, r := range batch {
 		r.done <- results[i]
+		r.commit.release()
 	}
 }
 
@@ -562,10 +650,11 @@ func applyCommit(t *txn, c *encodedCommit) (refused, err error) {
 			return nil, err
 		}
 	}
-	if c.metaJSON != nil {
-		metaJSON = c.metaJSON
+	newHead := c.head
+	if newHead == nil {
+		newHead = headValue(c.version, metaJSON)
 	}
-	if err := b.heads.Put([]byte(c.stream), headValue(c.version, metaJSON)); err != nil {
+	if err := b.heads.Put([]byte(c.stream), newHead); err != nil {
 		return nil, fmt.Errorf("put stream head: %w", err)
 	}
 	if head == nil {
