@@ -66,12 +66,12 @@ type encodedCommit struct {
 	outbox      []encodedOutbox
 	timers      []encodedTimer
 	cancel      []string
-	metaJSON    []byte // nil when the commit carries no Meta
-	// head is the stream's new head value (version and metaJSON) when the
-	// commit carries a Meta; metaJSON is its tail.
+	// head is the stream's new head value (version, then Meta JSON; see
+	// headValue) when the commit carries a Meta, else nil: the head then
+	// keeps the Meta it has.
 	head []byte
 	// arena is the pooled buffer that value, the outbox and timer values
-	// and head are slices of (see recordArena).
+	// and head are slices of (see recordArenas).
 	arena *[]byte
 }
 
@@ -105,7 +105,7 @@ func (c *encodedCommit) release() {
 		*c.arena = (*c.arena)[:0]
 		recordArenas.Put(c.arena)
 	}
-	c.arena, c.value, c.head, c.metaJSON = nil, nil, nil, nil
+	c.arena, c.value, c.head = nil, nil, nil
 	for i := range c.outbox {
 		c.outbox[i].value = nil
 	}
@@ -348,7 +348,6 @@ func (s *Store) encodeCommitInto(arena *[]byte, c store.Commit) (*encodedCommit,
 	}
 	if c.Meta != nil {
 		enc.head = cut(len(ends) - 1)
-		enc.metaJSON = enc.head[8:]
 	}
 	return enc, nil
 }
@@ -407,7 +406,7 @@ func (r *request) size() int {
 	switch {
 	case r.commit != nil:
 		c := r.commit
-		n += len(c.key) + len(c.value) + len(c.metaJSON) + 16*len(c.cancel)
+		n += len(c.key) + len(c.value) + len(c.head) + 16*len(c.cancel)
 		for _, k := range c.handledKeys {
 			n += len(k) + 8
 		}
