@@ -63,7 +63,8 @@ type Status struct {
 	// Applied, Skipped, Duplicates, Parked and Held count events since
 	// start: applied by a handler; passed over because they are not
 	// published or not handled here (only the checkpoint moved); dropped
-	// as already applied; dead-lettered; held now.
+	// as already applied; dead-lettered (counted once the transport holds
+	// the dead letter); held now.
 	Applied    uint64 `json:"applied"`
 	Skipped    uint64 `json:"skipped"`
 	Duplicates uint64 `json:"duplicates"`

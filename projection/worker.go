@@ -143,11 +143,20 @@ func (w *worker) fail(d transport.Delivery, err error) {
 	w.r.settle(func(ctx context.Context) error { return d.Retry(ctx, w.r.cfg.RetryDelay, err) })
 }
 
+// park dead-letters d. It is counted once the transport holds the dead
+// letter, so that Status's Parked never runs ahead of the dead letters an
+// operator can list; a failed settle is not counted, as the event comes
+// back.
 func (w *worker) park(d transport.Delivery, reason error) {
-	w.r.parked.Add(1)
 	e := d.Envelope()
 	w.r.log.Warn("projection: parking event", "message_id", e.ID, "type", e.Type, "key", e.Key, "reason", reason)
-	w.r.settle(func(ctx context.Context) error { return d.DeadLetter(ctx, reason) })
+	w.r.settle(func(ctx context.Context) error {
+		if err := d.DeadLetter(ctx, reason); err != nil {
+			return err
+		}
+		w.r.parked.Add(1)
+		return nil
+	})
 }
 
 func (w *worker) hold(ctx context.Context, stream string, d transport.Delivery, event any) {
