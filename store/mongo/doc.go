@@ -50,7 +50,8 @@
 // parallel up to the version the stream's head names and one by one past
 // it; deletes are one {_id} delete per document; heads and snapshots,
 // which must not move back to an older version, are read by _id and then
-// replaced by _id. What is queried by other fields (the outbox, timers
+// replaced by _id, except a stream's first head, which is inserted (any
+// head already there is as new or newer). What is queried by other fields (the outbox, timers
 // and journal sweeps, List) lives in small collections whose documents
 // are deleted when done, or is read rarely. (FerretDB 1.24 itself scans
 // even for {_id} unless patched: tools/devmongo/build.sh builds the dev
@@ -61,7 +62,8 @@
 // Append queues its commit for one writer goroutine, which takes up to
 // WithMaxBatch queued commits (at most one version per stream) and for the
 // batch: checks them (the predecessor exists, else store.ErrInvalidCommit;
-// no handled ID is recorded, else store.ErrAlreadyHandled); inserts a
+// no handled ID is recorded, else store.ErrAlreadyHandled; a stream's
+// first commit needs neither check, so it costs no read); inserts a
 // journal entry naming the commits; inserts the commits with one unordered
 // insertMany (each document its own atomic insert); writes the winners'
 // derived documents (batched inserts, and bulk upserts for heads and

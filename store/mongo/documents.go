@@ -139,6 +139,11 @@ type derived struct {
 	cancelOnly bool
 }
 
+// head is the head document naming version v of d's stream with d's Meta.
+func (d *derived) head(v uint64) headDoc {
+	return headDoc{ID: d.stream, Version: int64(v), Kind: d.meta.Kind, Type: d.meta.Type, Status: d.meta.Status, Meta: d.metaRaw}
+}
+
 // encodedCommit is a commit ready for the writer: encoded on the caller's
 // goroutine, sharing nothing with the caller's Commit.
 type encodedCommit struct {

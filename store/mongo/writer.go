@@ -219,6 +219,12 @@ func (s *Store) commitBatch(batch []*appendRequest, done doneCache) {
 		if g.version > 1 && done[g.stream] != g.version-1 {
 			eg.Go(func() error { return s.checkPredecessor(ectx, batch, g, refuse) })
 		}
+		if g.version == 1 {
+			// A stream's first commit has no earlier commit that could have
+			// handled its messages; a racing first commit that did is a
+			// duplicate _id at the insert, so ErrConcurrency either way.
+			continue
+		}
 		for _, i := range g.reqs {
 			c := batch[i].commit
 			for _, h := range c.doc.Handled {
@@ -495,27 +501,37 @@ func (h headWrites) add(d derived) {
 // unless the stored head is newer, read by _id first (see idwrites.go);
 // the others only get their version raised ($max on v). A duplicate key
 // is a racing upsert's: the head is there, and reads look past it.
+//
+// The head of a stream whose newest version here is its first is
+// inserted instead, without the read: any head already stored names
+// version 1 or later, so a duplicate _id leaves the newer (or the same)
+// head in place. Every saga and every aggregate starts that way, so this
+// saves one round trip per new stream.
 func (s *Store) writeHeads(ctx context.Context, h headWrites) error {
 	if len(h.version) == 0 {
 		return nil
 	}
 	var ops []mongo.WriteModel
+	var first []any
 	if len(h.meta) > 0 {
 		ids := make([]string, 0, len(h.meta))
 		for id := range h.meta {
+			if h.version[id] == 1 {
+				first = append(first, h.meta[id].head(1))
+				continue
+			}
 			ids = append(ids, id)
 		}
 		stored, err := s.storedVersions(ctx, s.heads, "read stream heads", ids)
 		if err != nil {
 			return err
 		}
-		for id, d := range h.meta {
-			v := int64(h.version[id])
-			if old, ok := stored[id]; ok && old > v {
+		for _, id := range ids {
+			v := h.version[id]
+			if old, ok := stored[id]; ok && old > int64(v) {
 				continue // a newer head is stored
 			}
-			doc := headDoc{ID: id, Version: v, Kind: d.meta.Kind, Type: d.meta.Type, Status: d.meta.Status, Meta: d.metaRaw}
-			ops = append(ops, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetReplacement(doc).SetUpsert(true))
+			ops = append(ops, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetReplacement(h.meta[id].head(v)).SetUpsert(true))
 		}
 	}
 	for id, v := range h.version {
@@ -527,7 +543,14 @@ func (s *Store) writeHeads(ctx context.Context, h headWrites) error {
 			SetUpdate(bson.D{{Key: "$max", Value: bson.D{{Key: "v", Value: int64(v)}}}}).
 			SetUpsert(true))
 	}
-	return s.bulkWrite(ctx, s.heads, "write stream heads", ops, false, true)
+	eg, ctx := errgroup.WithContext(ctx)
+	if len(first) > 0 {
+		eg.Go(func() error { return s.insertIgnoringDuplicates(ctx, s.heads, "insert first stream heads", first) })
+	}
+	if len(ops) > 0 {
+		eg.Go(func() error { return s.bulkWrite(ctx, s.heads, "write stream heads", ops, false, true) })
+	}
+	return eg.Wait()
 }
 
 // maxOpsPerBulk bounds the operations of one bulk write. FerretDB 1.24
