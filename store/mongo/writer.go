@@ -20,14 +20,16 @@ import (
 // appends and, for the whole batch:
 //
 //  1. checks each commit: its predecessor exists (gaps), and none of its
-//     handled message IDs is recorded for its stream (I3);
+//     handled message IDs is recorded for its stream (I3); a stream's
+//     first commit needs neither;
 //  2. inserts a journal entry naming the batch's commits;
 //  3. inserts the commits with one unordered insertMany: each is one
 //     single-document insert, and a duplicate _id is ErrConcurrency (I1,
 //     I2);
 //  4. writes the derived documents of the commits that won (handled
 //     markers, outbox entries, timers, heads) and answers the callers;
-//  5. deletes the journal entry.
+//  5. deletes the journal entry, with those of other batches in one bulk
+//     (journalDeletes).
 //
 // A batch holds at most one version per stream (later versions wait for
 // the next batch), so a commit's predecessor is never in its own batch.
@@ -99,13 +101,22 @@ func (s *Store) enqueue(ctx context.Context, r *appendRequest) error {
 func (s *Store) runWriter() {
 	defer close(s.writerDone)
 	done := newDoneCache()
+	var finished journalDeletes
+	defer finished.flush(s)
 	var carry []*appendRequest
 	open := true
 	for open || len(carry) > 0 {
 		batch := carry
 		carry = nil
 		if len(batch) == 0 {
-			r, ok := <-s.reqs
+			var r *appendRequest
+			var ok bool
+			select {
+			case r, ok = <-s.reqs:
+			default:
+				finished.flush(s) // idle: nothing waits behind the deletes
+				r, ok = <-s.reqs
+			}
 			if !ok {
 				return
 			}
@@ -125,8 +136,38 @@ func (s *Store) runWriter() {
 			}
 		}
 		batch, carry = splitBatch(batch)
-		s.commitBatch(batch, done)
+		if id := s.commitBatch(batch, done); id != "" {
+			finished.add(s, id)
+		}
 	}
+}
+
+// journalDeletes holds the _ids of the journal entries whose group commits
+// are finished, for the writer to delete in bulks: when it has
+// maxOpsPerBulk of them, when the queue is empty, and when it ends. Under
+// load that is one delete command for many group commits instead of one
+// round trip each before the next batch. An entry whose delete waits (or
+// is lost with the process) costs nothing but a repair that rewrites its
+// derived documents, which are idempotent, once it is older than the
+// journal grace (30 s; the writer deletes within a batch's time).
+type journalDeletes []string
+
+func (j *journalDeletes) add(s *Store, id string) {
+	*j = append(*j, id)
+	if len(*j) >= maxOpsPerBulk {
+		j.flush(s)
+	}
+}
+
+func (j *journalDeletes) flush(s *Store) {
+	if len(*j) == 0 {
+		return
+	}
+	if err := s.deleteByIDs(s.writeLife, s.journal, "delete journal entries", *j); err != nil {
+		s.log.Warn("journal entries not deleted; a later repair rewrites their derived documents",
+			"entries", len(*j), "err", err)
+	}
+	*j = (*j)[:0]
 }
 
 // splitBatch keeps the requests of batch that can be written together (at
@@ -172,8 +213,11 @@ type streamGroup struct {
 	repair []any
 }
 
-// commitBatch writes batch and answers every request.
-func (s *Store) commitBatch(batch []*appendRequest, done doneCache) {
+// commitBatch writes batch and answers every request. It returns the _id
+// of the batch's journal entry once every derived document is written (the
+// entry is then done with), and "" when there is none or it must stay for
+// the repair.
+func (s *Store) commitBatch(batch []*appendRequest, done doneCache) (finishedJournal string) {
 	ctx := s.writeLife
 	results := make([]error, len(batch))
 	live := make([]bool, len(batch))
@@ -328,15 +372,8 @@ func (s *Store) commitBatch(batch []*appendRequest, done doneCache) {
 		done.set(d.stream, d.version)
 	}
 	answer()
-
-	// 5. The journal entry is done with.
-	if err := s.retry(ctx, "delete journal entry", func(ctx context.Context) error {
-		_, err := s.journal.DeleteOne(ctx, bson.D{{Key: "_id", Value: journal.ID}})
-		return err
-	}); err != nil {
-		s.log.Warn("journal entry not deleted; a later repair rewrites its derived documents",
-			"journal", journal.ID, "err", err)
-	}
+	// 5. The journal entry is done with: the writer deletes it (journalDeletes).
+	return journal.ID
 }
 
 // checkPredecessor reads the commit before g's version. A missing one is a
