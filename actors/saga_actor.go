@@ -168,7 +168,7 @@ func createSaga(ctx context.Context, deps *Deps, wf workflows.Workflow, dec work
 // through: the saga is then created without its first step, and its actor
 // meets the failure as it always has.
 func (d *Deps) firstStep(ctx context.Context, wf workflows.Workflow, dec workflows.Decision) (out workflows.Decision, ok bool) {
-	if steps := wf.Steps(); len(steps) == 0 || steps[0].Kind != workflows.KindCommand {
+	if first, ok := workflows.StepAt(wf, 0); !ok || first.Kind != workflows.KindCommand {
 		return workflows.Decision{}, false
 	}
 	defer func() {

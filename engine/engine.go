@@ -137,7 +137,7 @@ func (e *Engine) registerOne(it any) error {
 		if _, dup := versions[v.Version()]; dup {
 			return fmt.Errorf("workflow %q v%d registered twice", v.Name(), v.Version())
 		}
-		versions[v.Version()] = v
+		versions[v.Version()] = workflows.Freeze(v)
 		return nil
 	case *projection.Projection:
 		return e.registerProjection(v)

@@ -175,8 +175,8 @@ func (e *Engine) GetSaga(ctx context.Context, id string) (Saga, error) {
 		CreatedAt: in.CreatedAt, UpdatedAt: in.UpdatedAt, History: snap.History,
 	}
 	if wf, ok := e.workflow(in.Workflow, in.Version); ok && !in.Status.Terminal() {
-		if steps := wf.Steps(); in.Step < len(steps) {
-			s.Step = steps[in.Step].Name
+		if step, ok := workflows.StepAt(wf, in.Step); ok {
+			s.Step = step.Name
 		}
 	}
 	return s, nil

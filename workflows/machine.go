@@ -70,7 +70,7 @@ func start(wf Workflow, env Env, id, correlationID string, input []byte, parent 
 		CorrelationID: correlationID, Input: append([]byte(nil), input...), State: enc,
 		CreatedAt: env.Now, UpdatedAt: env.Now, Parent: parent,
 	}
-	r := &run{wf: wf, env: env, steps: wf.Steps(), dec: Decision{Instance: inst, State: state, Records: []Record{{Event: EventStarted, At: env.Now}}}}
+	r := &run{wf: wf, env: env, steps: stepsOf(wf), dec: Decision{Instance: inst, State: state, Records: []Record{{Event: EventStarted, At: env.Now}}}}
 	if d := wf.DeadlineAfter(); d > 0 {
 		r.setTimer(TimerDeadline, env.Now.Add(d), r.deadlineFlight())
 	}
@@ -107,7 +107,7 @@ func newRun(ctx context.Context, wf Workflow, env Env, inst Instance, state any)
 		p := *inst.Parent
 		inst.Parent = &p
 	}
-	return &run{ctx: ctx, wf: wf, env: env, steps: wf.Steps(), dec: Decision{Instance: inst, State: state}}, nil
+	return &run{ctx: ctx, wf: wf, env: env, steps: stepsOf(wf), dec: Decision{Instance: inst, State: state}}, nil
 }
 
 func (r *run) inst() *Instance { return &r.dec.Instance }
