@@ -112,14 +112,7 @@ func TestFinishedJournalEntriesAreDeletedInBulks(t *testing.T) {
 	log.mu.Unlock()
 
 	burst(s, "closed", 40)
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	s, err = Open(ctx, uri, WithDatabase(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = reopen(ctx, t, s, uri, db)
 	if n := journalEntries(s); n != 0 {
 		t.Fatalf("%d journal entries left after Close; want none", n)
 	}

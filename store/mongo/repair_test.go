@@ -56,16 +56,9 @@ func TestRepairAfterCrash(t *testing.T) {
 	if err := s.Append(ctx, again); !errors.Is(err, store.ErrAlreadyHandled) {
 		t.Fatalf("Append handling m1 again = %v, want ErrAlreadyHandled", err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
 
 	// Open repairs the journal entry (older than the grace period).
-	s, err = Open(ctx, uri, WithDatabase(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = reopen(ctx, t, s, uri, db)
 	pending, err := s.PendingOutbox(ctx, time.Now(), 10)
 	if err != nil || len(pending) != 1 || pending[0].ID != "out-1" {
 		t.Fatalf("PendingOutbox after repair = %+v, %v", pending, err)
@@ -126,16 +119,9 @@ func TestRepairBehindANewerHeadWritesEveryOtherHead(t *testing.T) {
 	if err := s.Append(ctx, commit("moved", 2, "completed")); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
 
 	// Open repairs the entry (older than the grace period).
-	s, err = Open(ctx, uri, WithDatabase(db))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s = reopen(ctx, t, s, uri, db)
 	list, err := s.List(ctx, store.ListFilter{Status: []string{"running"}})
 	if err != nil {
 		t.Fatal(err)
@@ -155,4 +141,19 @@ func TestRepairBehindANewerHeadWritesEveryOtherHead(t *testing.T) {
 	if n, err := s.journal.CountDocuments(ctx, map[string]any{}); err != nil || n != 0 {
 		t.Fatalf("journal entries after repair: %d, %v", n, err)
 	}
+}
+
+// reopen closes s and opens its database again, as a restarted engine
+// would (Open repairs journal entries older than the grace period).
+func reopen(ctx context.Context, t *testing.T, s *Store, uri, db string) *Store {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, uri, WithDatabase(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
 }
