@@ -51,7 +51,8 @@
 // it; deletes are one {_id} delete per document; heads and snapshots,
 // which must not move back to an older version, are read by _id and then
 // replaced by _id, except a stream's first head, which is inserted (any
-// head already there is as new or newer). What is queried by other fields (the outbox, timers
+// head already there is as new or newer), and a head whose previous
+// version this writer wrote, which is replaced without the read. What is queried by other fields (the outbox, timers
 // and journal sweeps, List) lives in small collections whose documents
 // are deleted when done, or is read rarely. (FerretDB 1.24 itself scans
 // even for {_id} unless patched: tools/devmongo/build.sh builds the dev

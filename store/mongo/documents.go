@@ -133,6 +133,10 @@ type derived struct {
 	cancel  []string
 	meta    *store.Meta
 	metaRaw []byte
+	// headIsOurs: this writer wrote the head of the version before, so
+	// the head is not read before it is replaced (see writeHeads). Set by
+	// the writer for the commits it inserted, never by the repair.
+	headIsOurs bool
 	// cancelOnly: the repair re-applies only cancel (a later commit's
 	// cancellations, so that a repaired commit cannot bring back a timer
 	// that a later commit cancelled).

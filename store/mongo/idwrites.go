@@ -23,7 +23,9 @@ import (
 // leave the older head or snapshot. A stale head is harmless to Load,
 // Info and Handled, which look past it; List shows the stream's earlier
 // Meta until its next commit. A stale snapshot only makes loads longer.
-// FerretDB never made the conditional filter atomic either.
+// FerretDB never made the conditional filter atomic either. The writer
+// skips the read of a head where it cannot tell it anything (writeHeads):
+// a stream's first head, and a head whose previous version it wrote.
 
 // deleteByIDs deletes the documents with the given _ids, one {_id} delete
 // each, in bulks (retried; deleting is idempotent).

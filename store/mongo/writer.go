@@ -357,7 +357,9 @@ func (s *Store) commitBatch(batch []*appendRequest, done doneCache) (finishedJou
 		case err != nil:
 			results[i] = fmt.Errorf("insert commit, nothing written: %w", err)
 		default:
-			won = append(won, batch[i].commit.derived)
+			d := batch[i].commit.derived
+			d.headIsOurs = d.version > 1 && done[d.stream] == d.version-1
+			won = append(won, d)
 		}
 	}
 
@@ -544,6 +546,13 @@ func (h headWrites) add(d derived) {
 // version 1 or later, so a duplicate _id leaves the newer (or the same)
 // head in place. Every saga and every aggregate starts that way, so this
 // saves one round trip per new stream.
+//
+// Nor is the head read when this writer wrote the head of the version
+// before (derived.headIsOurs): a newer head could only be another
+// writer's that inserted the next version and wrote its head in the one
+// round trip between this commit's insert and this head write, the race
+// the read itself leaves open (idwrites.go), and as harmless. A saga's
+// every commit after its first is such a commit.
 func (s *Store) writeHeads(ctx context.Context, h headWrites) error {
 	if len(h.version) == 0 {
 		return nil
@@ -551,24 +560,28 @@ func (s *Store) writeHeads(ctx context.Context, h headWrites) error {
 	var ops []mongo.WriteModel
 	var first []any
 	if len(h.meta) > 0 {
-		ids := make([]string, 0, len(h.meta))
-		for id := range h.meta {
-			if h.version[id] == 1 {
-				first = append(first, h.meta[id].head(1))
-				continue
+		var read, replace []string
+		for id, d := range h.meta {
+			switch {
+			case h.version[id] == 1:
+				first = append(first, d.head(1))
+			case d.headIsOurs && d.version == h.version[id]:
+				replace = append(replace, id)
+			default:
+				read = append(read, id)
 			}
-			ids = append(ids, id)
 		}
-		stored, err := s.storedVersions(ctx, s.heads, "read stream heads", ids)
+		stored, err := s.storedVersions(ctx, s.heads, "read stream heads", read)
 		if err != nil {
 			return err
 		}
-		for _, id := range ids {
-			v := h.version[id]
-			if old, ok := stored[id]; ok && old > int64(v) {
-				continue // a newer head is stored
+		for _, id := range read {
+			if old, ok := stored[id]; !ok || old <= int64(h.version[id]) {
+				replace = append(replace, id) // else a newer head is stored
 			}
-			ops = append(ops, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetReplacement(h.meta[id].head(v)).SetUpsert(true))
+		}
+		for _, id := range replace {
+			ops = append(ops, mongo.NewReplaceOneModel().SetFilter(bson.D{{Key: "_id", Value: id}}).SetReplacement(h.meta[id].head(h.version[id])).SetUpsert(true))
 		}
 	}
 	for id, v := range h.version {
