@@ -195,6 +195,12 @@ type doneCache map[string]uint64
 
 func newDoneCache() doneCache { return doneCache{} }
 
+// finishedBefore reports whether this writer finished the version of
+// stream before v (its predecessor and head are then known).
+func (d doneCache) finishedBefore(stream string, v uint64) bool {
+	return d[stream] == v-1
+}
+
 func (d doneCache) set(stream string, v uint64) {
 	if len(d) >= doneCacheSize {
 		clear(d)
@@ -260,7 +266,7 @@ func (s *Store) commitBatch(batch []*appendRequest, done doneCache) (finishedJou
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.SetLimit(readConcurrency * 2)
 	for _, g := range order {
-		if g.version > 1 && done[g.stream] != g.version-1 {
+		if g.version > 1 && !done.finishedBefore(g.stream, g.version) {
 			eg.Go(func() error { return s.checkPredecessor(ectx, batch, g, refuse) })
 		}
 		if g.version == 1 {
@@ -358,7 +364,7 @@ func (s *Store) commitBatch(batch []*appendRequest, done doneCache) (finishedJou
 			results[i] = fmt.Errorf("insert commit, nothing written: %w", err)
 		default:
 			d := batch[i].commit.derived
-			d.headIsOurs = d.version > 1 && done[d.stream] == d.version-1
+			d.headIsOurs = d.version > 1 && done.finishedBefore(d.stream, d.version)
 			won = append(won, d)
 		}
 	}
