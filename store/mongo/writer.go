@@ -196,9 +196,10 @@ type doneCache map[string]uint64
 func newDoneCache() doneCache { return doneCache{} }
 
 // finishedBefore reports whether this writer finished the version of
-// stream before v (its predecessor and head are then known).
+// stream before v (its predecessor and head are then known); never for a
+// first version, which has none.
 func (d doneCache) finishedBefore(stream string, v uint64) bool {
-	return d[stream] == v-1
+	return v > 1 && d[stream] == v-1
 }
 
 func (d doneCache) set(stream string, v uint64) {
@@ -364,7 +365,7 @@ func (s *Store) commitBatch(batch []*appendRequest, done doneCache) (finishedJou
 			results[i] = fmt.Errorf("insert commit, nothing written: %w", err)
 		default:
 			d := batch[i].commit.derived
-			d.headIsOurs = d.version > 1 && done.finishedBefore(d.stream, d.version)
+			d.headIsOurs = done.finishedBefore(d.stream, d.version)
 			won = append(won, d)
 		}
 	}
