@@ -91,7 +91,7 @@ func (g transitionGen) transition() *SagaTransition {
 	return t
 }
 
-// stdTransition is what encodeTransition's payload must be: encoding/json's
+// stdTransition is what a transition's payload must be: encoding/json's
 // Encoder without HTML escaping, newline trimmed.
 func stdTransition(t *testing.T, v *SagaTransition) []byte {
 	t.Helper()
@@ -106,11 +106,12 @@ func stdTransition(t *testing.T, v *SagaTransition) []byte {
 
 // TestTransitionPayloadIsEncodingJSONs: on 2,000 generated transitions
 // (every optional part of an instance, strings with <>& and invalid UTF-8,
-// times in several zones, raw JSON with white space), the event
-// encodeTransition builds carries the bytes encoding/json writes without
-// HTML escaping, decodes through the registry to the transition it was
-// made from (as encoding/json reads it back), and names the registered
-// type, the saga as its key and a fresh ID.
+// times in several zones, raw JSON with white space), the event the
+// registry builds (a record type, see RegisterMessages) carries the bytes
+// encoding/json writes without HTML escaping, decodes through the
+// registry to the transition it was made from (as encoding/json reads it
+// back), and names the registered type, the saga as its key and a fresh
+// ID.
 func TestTransitionPayloadIsEncodingJSONs(t *testing.T) {
 	reg := message.NewRegistry(nil)
 	if err := RegisterMessages(reg); err != nil {
@@ -120,7 +121,7 @@ func TestTransitionPayloadIsEncodingJSONs(t *testing.T) {
 	seen := map[string]bool{}
 	for i := range 2000 {
 		tr := g.transition()
-		ev, err := encodeTransition(reg, tr)
+		ev, err := reg.New(message.KindEvent, tr.Instance.ID, tr)
 		if err != nil {
 			t.Fatalf("transition %d: %v", i, err)
 		}
@@ -152,7 +153,7 @@ func TestTransitionWithInvalidStateIsRefused(t *testing.T) {
 	if err := RegisterMessages(reg); err != nil {
 		t.Fatal(err)
 	}
-	_, err := encodeTransition(reg, &SagaTransition{Instance: workflows.Instance{ID: "s1", State: json.RawMessage(`{"a":`)}})
+	_, err := reg.New(message.KindEvent, "s1", &SagaTransition{Instance: workflows.Instance{ID: "s1", State: json.RawMessage(`{"a":`)}})
 	if err == nil || !strings.Contains(err.Error(), TypeSagaTransition) {
 		t.Fatalf("encode with invalid state = %v; want an error naming %s", err, TypeSagaTransition)
 	}
@@ -177,7 +178,7 @@ func TestTransitionWithAnotherCodecUsesThatCodec(t *testing.T) {
 	if err := RegisterMessages(reg); err != nil {
 		t.Fatal(err)
 	}
-	ev, err := encodeTransition(reg, &SagaTransition{Instance: workflows.Instance{ID: "s1", Status: workflows.StatusRunning}})
+	ev, err := reg.New(message.KindEvent, "s1", &SagaTransition{Instance: workflows.Instance{ID: "s1", Status: workflows.StatusRunning}})
 	if err != nil {
 		t.Fatal(err)
 	}

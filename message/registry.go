@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"sort"
 	"sync"
+
+	"github.com/sagaflow/sagaflow/internal/recordjson"
 )
 
 // Registry maps versioned type names to Go struct types and back. Every
@@ -17,6 +19,8 @@ type Registry struct {
 	mu         sync.RWMutex
 	byName     map[string]reflect.Type
 	byType     map[reflect.Type]string
+	// records holds the types registered with RegisterRecord.
+	records map[reflect.Type]bool
 	// upcasters: type name without version -> from version -> upcaster
 	// (see Upcast).
 	upcasters map[string]map[int]UpcastFunc
@@ -32,6 +36,7 @@ func NewRegistry(codec Codec) *Registry {
 		maxPayload: DefaultMaxPayloadSize,
 		byName:     make(map[string]reflect.Type),
 		byType:     make(map[reflect.Type]string),
+		records:    make(map[reflect.Type]bool),
 	}
 }
 
@@ -61,6 +66,22 @@ func (r *Registry) Codec() Codec { return r.codec }
 // registering a name or a type twice with a different partner is an error.
 func Register[T any](r *Registry, typeName string) error {
 	return r.RegisterType(typeName, reflect.TypeFor[T]())
+}
+
+// RegisterRecord is Register for sagaflow's own record types, such as the
+// event of every saga commit: with the JSON codec their payloads are
+// encoded by recordjson, the bytes encoding/json writes without HTML
+// escaping, for a fraction of its CPU. User types stay with encoding/json
+// (Register), whose behaviour users know; another codec encodes both.
+func RegisterRecord[T any](r *Registry, typeName string) error {
+	t := reflect.TypeFor[T]()
+	if err := r.RegisterType(typeName, t); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.records[t] = true
+	r.mu.Unlock()
+	return nil
 }
 
 // MustRegister is Register that panics on error, for registration code that
@@ -118,26 +139,38 @@ func (r *Registry) Known(typeName string) bool {
 // TypeNameOf returns the type name v's type (a struct or a pointer to one)
 // is registered under.
 func (r *Registry) TypeNameOf(v any) (string, error) {
+	name, _, err := r.lookup(v)
+	return name, err
+}
+
+// lookup returns the name v's type is registered under and whether it was
+// registered as a record (RegisterRecord).
+func (r *Registry) lookup(v any) (name string, record bool, err error) {
 	t := reflect.TypeOf(v)
 	for t != nil && t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
 	r.mu.RLock()
 	name, ok := r.byType[t]
+	record = r.records[t]
 	r.mu.RUnlock()
 	if !ok {
-		return "", fmt.Errorf("%w: Go type %v is not registered", ErrUnknownType, t)
+		return "", false, fmt.Errorf("%w: Go type %v is not registered", ErrUnknownType, t)
 	}
-	return name, nil
+	return name, record, nil
 }
 
 // Encode returns v's registered type name and its encoded payload.
 func (r *Registry) Encode(v any) (typeName string, payload []byte, err error) {
-	typeName, err = r.TypeNameOf(v)
+	typeName, record, err := r.lookup(v)
 	if err != nil {
 		return "", nil, err
 	}
-	payload, err = r.codec.Marshal(v)
+	if _, isJSON := r.codec.(JSON); record && isJSON {
+		payload, err = recordjson.Marshal(v)
+	} else {
+		payload, err = r.codec.Marshal(v)
+	}
 	if err != nil {
 		return "", nil, fmt.Errorf("encode %q: %w", typeName, err)
 	}

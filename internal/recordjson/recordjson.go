@@ -1,6 +1,7 @@
 // Package recordjson encodes and decodes sagaflow's own record types
-// (message envelopes, and the store's commits, outbox entries, timers,
-// stream meta and snapshots) on the hot path, with github.com/goccy/go-json.
+// (message envelopes, the store's commits, outbox entries, timers, stream
+// meta and snapshots, and the payloads of types registered with
+// message.RegisterRecord) on the hot path, with github.com/goccy/go-json.
 //
 // For these types goccy/go-json writes the bytes encoding/json's Encoder
 // writes with SetEscapeHTML(false) (sorted map keys, invalid UTF-8 as
